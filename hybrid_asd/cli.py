@@ -87,11 +87,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage(fn_name: str) -> Handler:
+def _stage(fn_name: str, marker: str) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         from hybrid_asd import pipeline
 
         exp, config, device = _experiment_and_config(args)
+        if args.force:
+            exp.clear_stage(marker)
+        elif exp.stage_done(marker, config):
+            print(f"{exp.root}: stage '{marker}' already complete (use --force to rerun)")
+            return 0
         fn = getattr(pipeline, fn_name)
         kwargs: dict[str, Any] = {"progress": _progress(args)}
         if fn_name in ("run_train", "run_extract", "run_fit", "run_score"):
@@ -218,21 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     stage_help = {
-        "features": ("run_features", "stage 2: compute and cache log-mel features of every clip"),
-        "train": ("run_train", "stage 3: train the section-identification feature extractor"),
-        "extract": ("run_extract", "stage 4: write embeddings and OE scores of every clip"),
-        "fit": ("run_fit", "stage 5: fit the inlier-model detectors per section and domain"),
-        "score": ("run_score", "stage 6: score test clips; write score tables and official files"),
-        "fuse-exp": ("run_experiment_fuse", "stage 7: fuse the experiment's detectors with its ensemble config"),
-        "eval-exp": ("run_experiment_evaluate", "stage 8: evaluate every score table of the experiment"),
+        "features": ("run_features", "features", "stage 2: compute and cache log-mel features of every clip"),
+        "train": ("run_train", "train", "stage 3: train the section-identification feature extractor"),
+        "extract": ("run_extract", "extract", "stage 4: write embeddings and OE scores of every clip"),
+        "fit": ("run_fit", "fit", "stage 5: fit the inlier-model detectors per section and domain"),
+        "score": ("run_score", "score", "stage 6: score test clips; write score tables and official files"),
+        "fuse-exp": ("run_experiment_fuse", "fuse", "stage 7: fuse the experiment's detectors with its ensemble config"),
+        "eval-exp": ("run_experiment_evaluate", "evaluate", "stage 8: evaluate every score table of the experiment"),
     }
-    for name, (fn_name, help_text) in stage_help.items():
+    for name, (fn_name, marker, help_text) in stage_help.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_exp(p)
         if fn_name in ("run_train", "run_extract", "run_fit", "run_score"):
             add_device(p)
         add_progress(p)
-        p.set_defaults(func=_stage(fn_name))
+        p.add_argument("--force", action="store_true", help="rerun even if the stage already completed")
+        p.set_defaults(func=_stage(fn_name, marker))
 
     p = sub.add_parser("run", help="run stages prepare..evaluate for one machine type (--stage/--stop-stage)")
     add_exp(p)

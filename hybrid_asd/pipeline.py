@@ -121,7 +121,7 @@ def run_score(exp: Experiment, config: dict[str, Any], *, device: str, progress:
     _run(exp, config, device=device, progress=progress)
 
 
-def run_experiment_fuse(exp: Experiment, config: dict[str, Any]) -> dict[str, Any]:
+def run_experiment_fuse(exp: Experiment, config: dict[str, Any], *, progress: bool = True) -> dict[str, Any]:
     """Fuse the experiment's own score tables with its ``ensemble`` config section."""
     from hybrid_asd.ensemble.stage import run_fuse
 
@@ -149,7 +149,7 @@ def run_experiment_fuse(exp: Experiment, config: dict[str, Any]) -> dict[str, An
     return result
 
 
-def run_experiment_evaluate(exp: Experiment, config: dict[str, Any]) -> dict[str, Any]:
+def run_experiment_evaluate(exp: Experiment, config: dict[str, Any], *, progress: bool = True) -> dict[str, Any]:
     """Evaluate every score table of the experiment (and the fused one) on its labelled test clips."""
     from hybrid_asd.evaluation.metrics import evaluate_scores
     from hybrid_asd.scores import ScoreTable
