@@ -128,7 +128,9 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     rule, weights = load_weights(args.weights, args.rule)
     result = run_fuse(paths, args.out, rule=rule, weights=weights, normalise=args.normalise,
                       per_domain=args.per_domain, tune=args.tune, protocol=args.protocol,
-                      thresholds_quantile=args.threshold_quantile)
+                      thresholds_quantile=args.threshold_quantile, method=args.tune_method,
+                      grid_step=args.grid_step, per_machine=args.per_machine, loso=not args.no_loso,
+                      seed=args.seed)
     if result.get("report"):
         print(result["report"])
     print(f"fused scores written to {args.out}")
@@ -262,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", action="store_true", help="search the weights that maximise the official score")
     p.add_argument("--protocol", default="dcase2021", help="dcase2021 | dcase2022")
     p.add_argument("--threshold-quantile", type=float, default=0.9, help="decision threshold quantile")
+    p.add_argument("--tune-method", default="auto", help="auto (grid up to 4 detectors) | grid | optimiser")
+    p.add_argument("--grid-step", type=float, default=0.1, help="simplex grid step for --tune (default 0.1)")
+    p.add_argument("--per-machine", action="store_true", help="tune one weight set per machine type")
+    p.add_argument("--no-loso", action="store_true", help="skip leave-one-section-out estimates")
+    p.add_argument("--seed", type=int, default=0, help="seed of the optimiser (default 0)")
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("evaluate", help="official AUC/pAUC table of a folder of official score files")

@@ -141,6 +141,7 @@ def run_experiment_fuse(exp: Experiment, config: dict[str, Any], *, progress: bo
         weights=ens.get("weights") or None,
         normalise=ens["normalise"],
         per_domain=ens["per_domain"],
+        min_clips=ens["min_clips"],
         tune=False,
         protocol=config["evaluation"]["protocol"],
         thresholds_quantile=config["evaluation"]["threshold_quantile"],

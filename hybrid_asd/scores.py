@@ -27,6 +27,7 @@ class ScoreTable:
     detector: str
     clips: list[Clip]
     scores: np.ndarray
+    source: str = ""  # file the table was read from (for error messages); "" when built in memory
 
     def __post_init__(self) -> None:
         self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
@@ -40,6 +41,7 @@ class ScoreTable:
 
     def check_finite(self, source: str = "") -> None:
         bad = np.flatnonzero(~np.isfinite(self.scores))
+        source = source or self.source
         if bad.size:
             where = f" in {source}" if source else ""
             clip = self.clips[bad[0]]
@@ -51,7 +53,7 @@ class ScoreTable:
     def select(self, **criteria: object) -> "ScoreTable":
         """Rows whose clip attributes equal the given values, e.g. ``select(split="test")``."""
         keep = [i for i, c in enumerate(self.clips) if all(getattr(c, k) == v for k, v in criteria.items())]
-        return ScoreTable(self.detector, [self.clips[i] for i in keep], self.scores[keep])
+        return ScoreTable(self.detector, [self.clips[i] for i in keep], self.scores[keep], self.source)
 
     def keys(self) -> list[str]:
         """Clip identities used to align tables of different detectors."""
@@ -93,15 +95,17 @@ class ScoreTable:
                          row["split"], row["label"])
                 )
                 scores.append(value)
-        return cls(detector, clips, np.asarray(scores))
+        return cls(detector, clips, np.asarray(scores), str(path))
 
     @classmethod
     def concat(cls, tables: Iterable["ScoreTable"], detector: str | None = None) -> "ScoreTable":
         tables = list(tables)
         if not tables:
             raise ScoreError("no score tables to concatenate")
+        sources = list(dict.fromkeys(t.source for t in tables if t.source))
         return cls(
             detector or tables[0].detector,
             [c for t in tables for c in t.clips],
             np.concatenate([t.scores for t in tables]),
+            ", ".join(sources),
         )
