@@ -183,7 +183,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from hybrid_asd.evaluation.report import write_reports
 
-    for path in write_reports(args.exps):
+    for path in write_reports(args.exps, detectors=args.detectors, overlay=not args.no_overlay,
+                              embedding=args.embedding):
         print(f"report: {path}")
     return 0
 
@@ -308,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write report/ (figures and report.html) for experiment folders")
     p.add_argument("exps", nargs="+", type=Path, help="experiment folders")
+    p.add_argument("--detectors", nargs="+", default=None, help="detector ids to show (default: all / fused)")
+    p.add_argument("--embedding", default="pca", help="embedding map: pca | tsne | umap (default pca)")
+    p.add_argument("--no-overlay", action="store_true", help="do not overlay several experiments")
     p.set_defaults(func=cmd_report)
     return parser
 
