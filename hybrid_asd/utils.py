@@ -100,6 +100,7 @@ def setup_logging(level: str | int = "INFO", log_file: str | os.PathLike | None 
         handlers=handlers,
         force=True,
     )
+    logging.captureWarnings(True)  # library warnings (warnings.warn) go to the same log
 
 
 def package_versions() -> dict[str, str]:

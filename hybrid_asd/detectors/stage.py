@@ -111,16 +111,24 @@ def detector_conf(entry: dict[str, Any], device: str, seed: int) -> dict[str, An
     return conf
 
 
+def adaptation_options(entry: dict[str, Any]) -> dict[str, Any]:
+    adaptation = entry.get("adaptation") or {}
+    return {
+        "mode": adaptation.get("mode", "domain_min"),
+        "smote": int(adaptation.get("smote", 0)),
+        "normalise": adaptation.get("normalise", "auto"),
+    }
+
+
 def make_adaptive(entry: dict[str, Any], device: str, seed: int):
     from hybrid_asd.detectors.adapt import DomainAdaptiveDetector
 
-    adaptation = entry.get("adaptation") or {}
     return DomainAdaptiveDetector(
         entry["name"],
         detector_conf(entry, device, seed),
-        mode=adaptation.get("mode", "domain_min"),
-        smote=int(adaptation.get("smote", 0)),
         seed=seed,
+        n_splits=int((entry.get("adaptation") or {}).get("n_splits", 3)),
+        **adaptation_options(entry),
     )
 
 
@@ -147,16 +155,17 @@ def fit_one_detector(
         sub = rows.for_clips(clip_ids)
         row_domains = domains_all[sub.clip_index]
         condition = sections_all[sub.clip_index] if not entry.get("per_section", True) else None
-        detector = make_adaptive(entry, device, seed).fit(sub.X, row_domains, condition=condition)
+        detector = make_adaptive(entry, device, seed).fit(
+            sub.X, row_domains, condition=condition, groups=sub.clip_index
+        )
         detector.save(out_dir / group)
         n_splits = int(entry.get("cross_fit_splits", 3))
         if n_splits >= 2:
-            adaptation = entry.get("adaptation") or {}
             row_scores = cross_fit_scores(
                 entry["name"], detector_conf(entry, device, seed), sub.X, row_domains,
-                groups=sub.clip_index, n_splits=n_splits, seed=seed,
-                mode=adaptation.get("mode", "domain_min"), smote=int(adaptation.get("smote", 0)),
-                condition=condition,
+                groups=sub.clip_index, n_splits=n_splits, seed=seed, condition=condition,
+                inner_splits=int((entry.get("adaptation") or {}).get("n_splits", 3)),
+                **adaptation_options(entry),
             )
         else:
             log.warning("%s: cross_fit_splits < 2, train-clip scores are in-sample (biased low)", entry["id"])
