@@ -1,0 +1,131 @@
+"""Networks of the feature extractor: backbones and the whole model (backbone + head).
+
+A backbone maps log-mel inputs ``(B, 1, n_mels, frames)`` to embeddings ``(B, embedding_dim)``.
+Any timm model name works (created offline: ``pretrained=False``, one input channel, no
+classifier) followed by a linear projection and batch norm to ``embedding_dim``; small networks
+registered in :data:`BACKBONES` (``tiny_cnn`` for tests) are chosen by the same name field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from hybrid_asd.errors import ConfigError
+from hybrid_asd.registry import Registry
+
+log = logging.getLogger(__name__)
+
+BACKBONES: Registry[nn.Module] = Registry("backbone")
+
+
+class Projection(nn.Sequential):
+    """Linear projection + batch norm from a network's pooled features to the embedding."""
+
+    def __init__(self, in_features: int, embedding_dim: int):
+        super().__init__(nn.Linear(in_features, embedding_dim), nn.BatchNorm1d(embedding_dim))
+
+
+class TimmBackbone(nn.Module):
+    """A timm model without classifier (global pooling kept) plus a :class:`Projection`."""
+
+    def __init__(self, name: str, embedding_dim: int, **timm_kwargs: Any):
+        super().__init__()
+        import timm
+
+        try:
+            self.body = timm.create_model(name, pretrained=False, in_chans=1, num_classes=0, **timm_kwargs)
+        except TypeError as exc:  # timm passes unknown kwargs on to the model class
+            raise ConfigError(
+                f"extractor.backbone.conf for timm model {name!r}: {exc} (keys given: {sorted(timm_kwargs)})"
+            ) from None
+        self.projection = Projection(pooled_features(self.body), embedding_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.body(x))
+
+
+def pooled_features(body: nn.Module) -> int:
+    """Width of a classifier-less timm model's output. ``num_features`` is not it for models with
+    a head stage after pooling (MobileNetV3's conv_head), so prefer ``head_hidden_size``."""
+    return int(getattr(body, "head_hidden_size", None) or body.num_features)
+
+
+@BACKBONES.register("tiny_cnn")
+class TinyCNN(nn.Module):
+    """A two-layer CNN (a few thousand weights) for tests and smoke runs."""
+
+    def __init__(self, embedding_dim: int, channels: tuple[int, ...] | list[int] = (8, 16)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for ch in channels:
+            layers += [nn.Conv2d(in_ch, ch, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
+            in_ch = ch
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.projection = Projection(in_ch, embedding_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.body(x))
+
+
+def build_backbone(name: str, embedding_dim: int, conf: dict[str, Any] | None = None) -> nn.Module:
+    """A backbone by name: a registered network, else a timm model (offline).
+
+    Unknown names raise a :class:`ConfigError` listing close valid names; unknown ``conf`` keys
+    raise one naming the keys.
+    """
+    conf = dict(conf or {})
+    if name in BACKBONES:
+        return BACKBONES.build(name, conf, where=f"extractor.backbone.conf ({name})", embedding_dim=embedding_dim)
+    import timm
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.4)
+        examples = close or ["mobilenetv2_100", "resnet18", "efficientnet_b0"]
+        raise ConfigError(
+            f"unknown backbone {name!r}: neither a registered network ({', '.join(BACKBONES.names())}) "
+            f"nor a timm model; e.g. {', '.join(examples)} (see timm.list_models())"
+        )
+    return TimmBackbone(name, embedding_dim, **conf)
+
+
+class ExtractorModel(nn.Module):
+    """Backbone + head, with the input standardisation kept as buffers (saved with the weights).
+
+    ``forward(x, labels)`` returns ``(embeddings, logits)``; ``labels`` (hard ids or soft
+    targets) only matter for heads with a margin or an adaptive scale during training.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.register_buffer("input_mean", torch.zeros(()))
+        self.register_buffer("input_std", torch.ones(()))
+
+    def set_input_stats(self, mean: float, std: float) -> None:
+        self.input_mean.fill_(float(mean))
+        self.input_std.fill_(max(float(std), 1e-8))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, n_mels, frames)`` log-mels -> ``(B, embedding_dim)`` embeddings."""
+        return self.backbone((x - self.input_mean) / self.input_std)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.embed(x)
+        return emb, self.head(emb, labels)
+
+
+def build_model(extractor_conf: dict[str, Any], n_classes: int) -> ExtractorModel:
+    """The extractor network of a resolved ``extractor`` config section, for ``n_classes`` classes."""
+    from hybrid_asd.extractor.heads import build_head
+
+    dim = int(extractor_conf["embedding_dim"])
+    backbone = build_backbone(extractor_conf["backbone"]["name"], dim, extractor_conf["backbone"].get("conf"))
+    head = build_head(extractor_conf["head"]["name"], dim, n_classes, extractor_conf["head"].get("conf"))
+    return ExtractorModel(backbone, head)

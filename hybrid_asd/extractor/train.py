@@ -1,0 +1,375 @@
+"""Training of the feature extractor (section classifier) on log-mel patches or whole clips.
+
+One entry point, :func:`train_extractor`. It loads every training log-mel once from the feature
+cache, holds out a validation split of normal clips (stratified by class, by clip), trains with
+Adam/AdamW, an optional per-epoch schedule and optional mixup, and writes into ``out_dir``:
+
+- ``train_state.pt`` every epoch (atomically): model, optimiser, scheduler, GradScaler, epoch,
+  RNG states and log rows. Calling again with the same config and data resumes after the last
+  completed epoch; the state is removed once the checkpoint is written.
+- ``train_log.csv`` every epoch (atomically): epoch, train/val loss and accuracy, seconds, lr.
+- ``checkpoint.pt`` at the end (see :mod:`hybrid_asd.extractor.checkpoint`).
+
+On CUDA it uses float16 autocast + GradScaler (``amp: true``); on the CPU float32. Under
+``torchrun`` it trains with DistributedDataParallel (see :mod:`hybrid_asd.extractor.ddp`).
+On the CPU, a seed gives the same weights run after run (and after a resume).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from hybrid_asd.config import fingerprint, merge
+from hybrid_asd.data.clips import Clip
+from hybrid_asd.errors import ConfigError, DataError
+from hybrid_asd.extractor import ddp
+from hybrid_asd.extractor.backbones import ExtractorModel, build_model
+from hybrid_asd.extractor.checkpoint import (
+    data_fingerprint, load_train_state, make_meta, read_checkpoint, rng_states, save_checkpoint,
+    save_train_state, set_rng_states,
+)
+from hybrid_asd.extractor.dataset import PatchDataset, identity_collate, stratified_split
+from hybrid_asd.extractor.defaults import EXTRACTOR_DEFAULTS
+from hybrid_asd.extractor.labels import make_labels, section_names
+from hybrid_asd.utils import atomic_write_text, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+TRAIN_STATE_NAME = "train_state.pt"
+TRAIN_LOG_NAME = "train_log.csv"
+LOG_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "lr")
+INPUT_MODES = ("patches", "clip")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULERS = ("none", "cosine", "step")
+
+
+class LogMelSource(Protocol):
+    """What training needs from :class:`hybrid_asd.features.cache.FeatureCache`."""
+
+    def get_many(self, paths: Sequence[Any], progress: bool = True) -> list[np.ndarray]: ...
+
+
+# --- config -----------------------------------------------------------------------------------
+def resolve_extractor_conf(extractor_conf: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults <- ``extractor_conf``; unknown keys and bad values raise :class:`ConfigError`."""
+    conf = merge(EXTRACTOR_DEFAULTS, extractor_conf or {}, prefix="extractor.")
+    if conf["input"] not in INPUT_MODES:
+        raise ConfigError(f"extractor.input must be one of {INPUT_MODES}, got {conf['input']!r}")
+    if conf["optimizer"]["name"] not in OPTIMIZERS:
+        raise ConfigError(
+            f"extractor.optimizer.name must be one of {sorted(OPTIMIZERS)}, got {conf['optimizer']['name']!r}"
+        )
+    if conf["scheduler"]["name"] not in SCHEDULERS:
+        raise ConfigError(f"extractor.scheduler.name must be one of {SCHEDULERS}, got {conf['scheduler']['name']!r}")
+    for key in ("epochs", "batch_size", "embedding_dim", "target_oversample"):
+        if not isinstance(conf[key], int) or conf[key] < 1:
+            raise ConfigError(f"extractor.{key} must be a positive integer, got {conf[key]!r}")
+    if float(conf["mixup"]) < 0:
+        raise ConfigError(f"extractor.mixup (alpha) must be >= 0, got {conf['mixup']}")
+    return conf
+
+
+def lr_factor(epoch: int, *, name: str, epochs: int, warmup_epochs: int = 0, step_size: int = 10,
+              gamma: float = 0.1, min_lr_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier of ``epoch`` (0-based): linear warm-up, then none/step/cosine."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / (warmup_epochs + 1)
+    t = epoch - warmup_epochs
+    if name == "step":
+        return gamma ** (t // max(int(step_size), 1))
+    if name == "cosine":
+        span = max(epochs - warmup_epochs, 1)
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t / span))
+    return 1.0
+
+
+def make_optimizer(model: torch.nn.Module, conf: dict[str, Any]) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = conf["optimizer"]
+    return OPTIMIZERS[opt["name"]](params, lr=float(opt["lr"]), weight_decay=float(opt["weight_decay"]))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, conf: dict[str, Any]) -> torch.optim.lr_scheduler.LambdaLR:
+    sched = conf["scheduler"]
+    factor = functools.partial(
+        lr_factor, name=sched["name"], epochs=int(conf["epochs"]), warmup_epochs=int(sched["warmup_epochs"]),
+        step_size=int(sched["step_size"]), gamma=float(sched["gamma"]), min_lr_ratio=float(sched["min_lr_ratio"]),
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --- data -------------------------------------------------------------------------------------
+def build_datasets(
+    clips: Sequence[Clip], logmels: Sequence[np.ndarray], label_ids: np.ndarray, conf: dict[str, Any],
+    features_conf: dict[str, Any], seed: int,
+) -> tuple[PatchDataset, PatchDataset | None, np.ndarray, dict[str, Any]]:
+    """Train/validation datasets, the validation clip indices and the input geometry for the meta."""
+    train_idx, val_idx = stratified_split(label_ids, float(conf["val_fraction"]), np.random.default_rng(seed))
+    names = [str(c.path) for c in clips]
+    if conf["input"] == "patches":
+        frames, hop = int(features_conf.get("patch_frames", 64)), int(features_conf.get("patch_hop", 8))
+        train_hop, val_hop, max_per_clip = hop, hop, conf["max_patches_per_clip"]
+        geometry = {"input": "patches", "patch_frames": frames, "patch_hop": hop}
+    else:
+        # whole clips: random crops of the shortest training clip's length, one per clip and epoch
+        frames = min(int(m.shape[1]) for m in logmels)
+        longest = max(int(m.shape[1]) for m in logmels)
+        train_hop, val_hop, max_per_clip = 1, longest + 1, 1
+        geometry = {"input": "clip", "clip_frames": frames}
+    repeats = np.asarray(
+        [int(conf["target_oversample"]) if c.domain == "target" else 1 for c in clips], dtype=np.int64
+    )
+
+    def subset(idx: np.ndarray, hop: int, rep: np.ndarray | None, max_pc: int | None) -> PatchDataset:
+        return PatchDataset(
+            [logmels[i] for i in idx], label_ids[idx], frames, hop, repeats=rep, max_per_clip=max_pc,
+            seed=seed, names=[names[i] for i in idx],
+        )
+
+    train_ds = subset(train_idx, train_hop, repeats[train_idx], max_per_clip)
+    val_ds = subset(val_idx, val_hop, None, None) if len(val_idx) else None
+    return train_ds, val_ds, val_idx, geometry
+
+
+def make_loader(dataset: PatchDataset, batch_size: int, info: ddp.DistInfo, *, shuffle: bool, seed: int,
+                num_workers: int) -> tuple[DataLoader, DistributedSampler]:
+    # DistributedSampler with explicit replicas/rank also serves one process (no process group needed)
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, collate_fn=identity_collate, num_workers=num_workers,
+        # fork after multithreaded torch can hang (see ARCHITECTURE.md): workers are spawned
+        multiprocessing_context="spawn" if num_workers > 0 else None,
+    )
+    return loader, sampler
+
+
+# --- one epoch ----------------------------------------------------------------------------------
+def mixup_batch(x: torch.Tensor, y: torch.Tensor, n_classes: int, alpha: float, rng: np.random.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al. 2018) within the batch: ``lam x + (1 - lam) x[perm]`` and soft targets."""
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(x.shape[0])).to(x.device)
+    onehot = torch.nn.functional.one_hot(y, n_classes).float()
+    return lam * x + (1.0 - lam) * x[perm], lam * onehot + (1.0 - lam) * onehot[perm]
+
+
+def train_one_epoch(
+    model: torch.nn.Module, core: ExtractorModel, loader: DataLoader, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, *, device: str, use_amp: bool, mixup: float, rng: np.random.Generator,
+    desc: str, progress: bool,
+) -> tuple[float, float, float]:
+    """Returns (summed loss, correct predictions, samples) of this process."""
+    model.train()
+    head = core.head
+    loss_sum = correct = count = 0.0
+    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, dynamic_ncols=True)
+    for x, y in bar:
+        if x.shape[0] < 2:  # batch norm cannot train on one sample (the same on every rank)
+            continue
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        soft = None
+        if mixup > 0:
+            x, soft = mixup_batch(x, y, head.n_classes, mixup, rng)
+            y = soft.argmax(dim=1)  # the dominant class, for accuracy
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.float16, enabled=use_amp):
+            emb, logits = model(x, soft if soft is not None else y)
+        loss = head.loss_from_logits(logits, y, soft)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        with torch.no_grad():
+            pred = head(emb.detach().float()).argmax(dim=1)  # accuracy without margin
+        n = x.shape[0]
+        loss_sum += float(loss.detach()) * n
+        correct += float((pred == y).sum())
+        count += n
+        bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.3f}", refresh=False)
+    return loss_sum, correct, count
+
+
+@torch.no_grad()
+def evaluate(core: ExtractorModel, loader: DataLoader, *, device: str, use_amp: bool) -> tuple[float, float, float]:
+    """Validation (summed loss, correct, samples) of this process's shard."""
+    core.eval()
+    loss_sum = correct = count = 0.0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device_type=torch.device(device).type, dtype=torch.float16, enabled=use_amp):
+            emb = core.embed(x)
+        logits = core.head(emb.float(), y)
+        loss_sum += float(core.head.loss_from_logits(logits, y)) * x.shape[0]
+        correct += float((core.head(emb.float()).argmax(dim=1) == y).sum())
+        count += x.shape[0]
+    return loss_sum, correct, count
+
+
+# --- files ---------------------------------------------------------------------------------------
+def write_train_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+# --- entry point --------------------------------------------------------------------------------
+def train_extractor(
+    train_clips: list[Clip],
+    features: LogMelSource,
+    extractor_conf: dict[str, Any],
+    features_conf: dict[str, Any],
+    out_dir: Path,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    *,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> Path:
+    """Train the extractor on the normal ``train_clips``; returns the checkpoint path.
+
+    ``features`` supplies log-mels (a FeatureCache). ``on_epoch_end(epoch, row)`` is called after
+    each epoch's state is saved (an exception there interrupts training resumably). Under
+    torchrun every process calls this; rank 0 writes the files.
+    """
+    conf = resolve_extractor_conf(extractor_conf)
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    if not train_clips:
+        raise DataError("train_extractor: no training clips")
+    label_ids, classes, class_to_section = make_labels(train_clips, conf["labels"])
+    if len(classes) < 2:
+        log.warning("only one class (%s): the OE scores of a one-class softmax are constant", classes[0])
+    paths = [str(c.path) for c in train_clips]
+    run_fp = fingerprint({"extractor": conf, "features": features_conf, "data": data_fingerprint(paths),
+                          "seed": int(seed)})
+    if _finished(ckpt_path, run_fp):
+        log.info("%s is complete for this config and data; not retraining", ckpt_path)
+        return ckpt_path
+
+    info, device = ddp.setup(resolve_device(device))
+    try:
+        _train(train_clips, features, conf, features_conf, out_dir, device, int(seed), progress, info,
+               label_ids, classes, class_to_section, run_fp, on_epoch_end)
+    finally:
+        ddp.teardown(info)
+    return ckpt_path
+
+
+def _finished(ckpt_path: Path, run_fp: str) -> bool:
+    if not ckpt_path.is_file():
+        return False
+    try:
+        return read_checkpoint(ckpt_path)["meta"].get("train_fingerprint") == run_fp
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is simply retrained
+        return False
+
+
+def _train(
+    clips: list[Clip], features: LogMelSource, conf: dict[str, Any], features_conf: dict[str, Any],
+    out_dir: Path, device: str, seed: int, progress: bool, info: ddp.DistInfo, label_ids: np.ndarray,
+    classes: list[str], class_to_section: list[int], run_fp: str,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+) -> None:
+    seed_everything(seed)
+    model = build_model(conf, n_classes=len(classes))  # before loading data: config errors come first
+    show = progress and info.is_main
+    logmels = features.get_many([c.path for c in clips], progress=show)
+    train_ds, val_ds, val_idx, geometry = build_datasets(clips, logmels, label_ids, conf, features_conf, seed)
+    del logmels
+    if conf["input_norm"]:
+        model.set_input_stats(*train_ds.input_stats())
+    model.to(device)
+    use_amp = bool(conf["amp"]) and device.startswith("cuda")
+    optimizer = make_optimizer(model, conf)
+    scheduler = make_scheduler(optimizer, conf)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    log.info("extractor: %d train / %d val clips, %d classes, %d training windows per epoch on %s",
+             len(clips) - len(val_idx), len(val_idx), len(classes), len(train_ds), device)
+
+    state_path, log_path = out_dir / TRAIN_STATE_NAME, out_dir / TRAIN_LOG_NAME
+    start_epoch, rows = 0, []
+    state = load_train_state(state_path, run_fp)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_states(state["rng"])
+        start_epoch, rows = int(state["epoch"]), list(state["rows"])
+        log.info("resuming extractor training after epoch %d of %d", start_epoch, conf["epochs"])
+
+    wrapped: torch.nn.Module = model
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [torch.device(device).index] if device.startswith("cuda") else None
+        wrapped = DistributedDataParallel(model, device_ids=device_ids)
+    bs, workers = int(conf["batch_size"]), int(conf["num_workers"])
+    train_loader, train_sampler = make_loader(train_ds, bs, info, shuffle=True, seed=seed, num_workers=workers)
+    val_loader = None
+    if val_ds is not None:
+        val_loader, _ = make_loader(
+            val_ds, int(conf["extract_batch_size"]), info, shuffle=False, seed=seed, num_workers=0
+        )
+
+    for epoch in range(start_epoch, int(conf["epochs"])):
+        t0 = time.perf_counter()
+        train_ds.set_epoch(epoch)
+        train_sampler.set_epoch(epoch)
+        rng = np.random.default_rng([seed, epoch, info.rank])
+        lr = optimizer.param_groups[0]["lr"]
+        sums = train_one_epoch(
+            wrapped, model, train_loader, optimizer, scaler, device=device, use_amp=use_amp,
+            mixup=float(conf["mixup"]), rng=rng, desc=f"epoch {epoch + 1}/{conf['epochs']}", progress=show,
+        )
+        scheduler.step()
+        val_sums = evaluate(model, val_loader, device=device, use_amp=use_amp) if val_loader else (0.0, 0.0, 0.0)
+        tl, tc, tn, vl, vc, vn = ddp.all_sum(info, [*sums, *val_sums], device)
+        row = {"epoch": epoch + 1, "train_loss": _ratio(tl, tn), "train_acc": _ratio(tc, tn),
+               "val_loss": _ratio(vl, vn), "val_acc": _ratio(vc, vn),
+               "seconds": round(time.perf_counter() - t0, 3), "lr": lr}
+        rows.append(row)
+        if info.is_main:
+            log.info("epoch %d/%d: train loss %.4f acc %.3f, val loss %.4f acc %.3f (%.1f s)",
+                     epoch + 1, conf["epochs"], row["train_loss"], row["train_acc"], row["val_loss"],
+                     row["val_acc"], row["seconds"])
+            save_train_state(state_path, {
+                "fingerprint": run_fp, "epoch": epoch + 1, "rows": rows, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "rng": rng_states(),
+            })
+            write_train_log(log_path, rows)
+        ddp.barrier(info)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+
+    if info.is_main:
+        meta = make_meta(
+            train_paths=[c.path for c in clips], seed=seed, classes=classes, class_to_section=class_to_section,
+            sections=section_names(clips), train_fingerprint=run_fp, epochs=int(conf["epochs"]),
+            n_mels=int(train_ds.n_mels), val_paths=[str(clips[i].path) for i in val_idx], **geometry,
+        )
+        save_checkpoint(out_dir / CHECKPOINT_NAME, model.state_dict(),
+                        {"extractor": conf, "features": dict(features_conf)}, meta)
+        write_train_log(log_path, rows)
+        if state_path.exists():
+            state_path.unlink()
+    ddp.barrier(info)

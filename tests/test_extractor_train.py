@@ -1,0 +1,280 @@
+"""Extractor training, checkpoints, resume, extraction and the pipeline stages (tiny, CPU)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hybrid_asd.data.clips import Clip
+from hybrid_asd.errors import DataError, StageError
+from hybrid_asd.extractor.checkpoint import load_checkpoint, read_checkpoint
+from hybrid_asd.extractor.embed import extract
+from hybrid_asd.extractor.train import train_extractor
+from hybrid_asd.features.patches import make_patches
+
+torch.set_num_threads(1)
+
+FEATURES = {"patch_frames": 16, "patch_hop": 8}
+EPS = sys.float_info.epsilon
+
+
+class StubFeatures:
+    """An in-memory stand-in for FeatureCache (``get_many`` only)."""
+
+    def __init__(self, logmels: dict[str, np.ndarray]):
+        self.logmels = logmels
+
+    def get_many(self, paths, progress=True):
+        return [self.logmels[str(p)] for p in paths]
+
+
+def tiny_set(n_sections: int = 2, n_source: int = 8, n_target: int = 2, n_mels: int = 16, frames: int = 40,
+             seed: int = 0) -> tuple[list[Clip], StubFeatures]:
+    """Sections told apart by a band of raised energy; target clips by a second band."""
+    rng = np.random.default_rng(seed)
+    clips, mels = [], {}
+    for sec in range(n_sections):
+        for domain, n in (("source", n_source), ("target", n_target)):
+            for i in range(n):
+                path = f"/data/fan/train/section_{sec:02d}_{domain}_train_normal_{i:04d}_a_{i % 2}.wav"
+                m = rng.normal(size=(n_mels, frames)).astype(np.float32)
+                m[4 * sec:4 * sec + 4] += 2.0
+                if domain == "target":
+                    m[-3:] += 1.5
+                clips.append(Clip(Path(path), "fan", sec, domain, "train", "normal", attributes_raw=f"a_{i % 2}"))
+                mels[path] = m
+    return clips, StubFeatures(mels)
+
+
+def tiny_conf(**overrides):
+    conf = {"backbone": {"name": "tiny_cnn", "conf": {}}, "head": {"name": "softmax", "conf": {}},
+            "embedding_dim": 8, "epochs": 1, "batch_size": 8, "optimizer": {"name": "adam", "lr": 1e-2}}
+    conf.update(overrides)
+    return conf
+
+
+def _patches(logmel):
+    return torch.from_numpy(make_patches(logmel, 16, 8)).unsqueeze(1)
+
+
+# --- training + extraction ---------------------------------------------------------------------
+def test_train_one_epoch_checkpoint_and_softmax_scores_by_hand(tmp_path):
+    clips, feats = tiny_set()
+    ckpt_path = train_extractor(clips, feats, tiny_conf(), FEATURES, tmp_path, progress=False)
+    assert ckpt_path == tmp_path / "checkpoint.pt" and not (tmp_path / "train_state.pt").exists()
+    raw = torch.load(ckpt_path, weights_only=True)
+    assert set(raw) == {"model", "config", "meta"}
+    meta = raw["meta"]
+    assert meta["classes"] == ["fan/section_00", "fan/section_01"] and meta["sections"] == meta["classes"]
+    assert meta["class_to_section"] == [0, 1] and meta["seed"] == 0 and len(meta["data_fingerprint"]) == 16
+    assert {"torch", "timm", "numpy"} <= set(meta["versions"])
+    assert raw["config"]["extractor"]["backbone"]["name"] == "tiny_cnn" and raw["config"]["features"] == FEATURES
+    assert len(meta["val_paths"]) == 2  # round(10 * 0.1) = 1 clip per section
+    log_lines = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert log_lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc,seconds,lr" and len(log_lines) == 2
+    assert all(math.isfinite(float(v)) for v in log_lines[1].split(",")[1:5])
+
+    test_clip = Clip(Path("/data/fan/test/section_01_source_test_anomaly_0000.wav"), "fan", 1, "source", "test",
+                     "anomaly")
+    feats.logmels[str(test_clip.path)] = np.random.default_rng(5).normal(size=(16, 56)).astype(np.float32)
+    all_clips = clips + [test_clip]
+    emb, scores = extract(ckpt_path, all_clips, feats, batch_size=7, progress=False)
+    assert emb.shape == (len(all_clips), 8) and emb.dtype == np.float32 and scores.shape == (len(all_clips),)
+
+    # by hand: mean over patches of log(max(1 - p, eps)) - log(max(p, eps)), p = P(own section)
+    model, _ = load_checkpoint(ckpt_path)
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], raw["model"][k]) for k in raw["model"]) and loaded.keys() == raw["model"].keys()
+    for i in (0, len(clips) - 1, len(all_clips) - 1):
+        clip = all_clips[i]
+        with torch.no_grad():
+            e = model.embed(_patches(feats.logmels[str(clip.path)]))
+            logits = model.head(e).double().numpy()
+        prob = np.exp(logits - logits.max(1, keepdims=True))
+        prob /= prob.sum(1, keepdims=True)
+        p = prob[:, clip.section]
+        expected = np.mean(np.log(np.maximum(1 - p, EPS)) - np.log(np.maximum(p, EPS)))
+        assert scores[i] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+        np.testing.assert_allclose(emb[i], e.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+
+    unknown = Clip(Path("/data/fan/test/section_05_source_test_normal_0000.wav"), "fan", 5, "source", "test", "normal")
+    with pytest.raises(DataError, match="section_05"):
+        extract(ckpt_path, [unknown], feats, progress=False)
+
+
+def test_angular_head_embeddings_and_scores(tmp_path):
+    clips, feats = tiny_set()
+    conf = tiny_conf(head={"name": "subcluster_adacos", "conf": {"n_subclusters": 3}}, labels="section_domain")
+    ckpt_path = train_extractor(clips, feats, conf, FEATURES, tmp_path, progress=False)
+    emb, scores = extract(ckpt_path, clips, feats, progress=False)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+    model, ckpt = load_checkpoint(ckpt_path)
+    assert ckpt["meta"]["classes"] == ["fan/section_00/source", "fan/section_00/target",
+                                       "fan/section_01/source", "fan/section_01/target"]
+    centres = torch.nn.functional.normalize(model.head.centres, dim=1).detach().numpy()
+    clip = clips[-1]  # section 01, target: its section owns classes 2 and 3 -> centres 6..11
+    with torch.no_grad():
+        e = torch.nn.functional.normalize(model.embed(_patches(feats.logmels[str(clip.path)])), dim=1).numpy()
+    expected = np.mean(1.0 - (e @ centres[6:12].T).max(axis=1))
+    assert scores[-1] == pytest.approx(expected, rel=1e-5)
+    unit_mean = e.mean(0) / np.linalg.norm(e.mean(0))
+    np.testing.assert_allclose(emb[-1], unit_mean, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_after_interruption_gives_identical_weights(tmp_path):
+    clips, feats = tiny_set()
+    conf = tiny_conf(epochs=2, mixup=0.4, max_patches_per_clip=3, target_oversample=2,
+                     scheduler={"name": "cosine", "warmup_epochs": 1},
+                     head={"name": "arcface", "conf": {}}, labels="section_attribute_domain")
+    full = train_extractor(clips, feats, conf, FEATURES, tmp_path / "full", progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(epoch, row):
+        if epoch == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False,
+                        on_epoch_end=stop_after_first)
+    assert (tmp_path / "resumed" / "train_state.pt").is_file()
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
+    resumed = train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False)
+
+    a, b = read_checkpoint(full)["model"], read_checkpoint(resumed)["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log_a = [r.split(",")[:5] for r in (tmp_path / "full" / "train_log.csv").read_text().splitlines()]
+    log_b = [r.split(",")[:5] for r in (tmp_path / "resumed" / "train_log.csv").read_text().splitlines()]
+    assert log_a == log_b and len(log_a) == 3
+    emb_a, sc_a = extract(full, clips, feats, progress=False)
+    emb_b, sc_b = extract(resumed, clips, feats, progress=False)
+    np.testing.assert_array_equal(emb_a, emb_b)
+    np.testing.assert_array_equal(sc_a, sc_b)
+    # a finished run is not retrained
+    mtime = resumed.stat().st_mtime_ns
+    train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False)
+    assert resumed.stat().st_mtime_ns == mtime
+
+
+def test_clip_input_adamw_step_schedule(tmp_path):
+    clips, feats = tiny_set()
+    feats.logmels[str(clips[0].path)] = np.pad(feats.logmels[str(clips[0].path)], ((0, 0), (0, 9)))
+    conf = tiny_conf(input="clip", optimizer={"name": "adamw", "lr": 1e-2, "weight_decay": 0.01},
+                     scheduler={"name": "step", "step_size": 1, "gamma": 0.5}, epochs=2, head={"name": "adacos"})
+    ckpt_path = train_extractor(clips, feats, conf, FEATURES, tmp_path, progress=False)
+    meta = read_checkpoint(ckpt_path)["meta"]
+    assert meta["input"] == "clip" and meta["clip_frames"] == 40
+    lrs = [float(r.split(",")[6]) for r in (tmp_path / "train_log.csv").read_text().splitlines()[1:]]
+    assert lrs == pytest.approx([1e-2, 5e-3])
+    emb, scores = extract(ckpt_path, clips, feats, progress=False)  # clips of 49 and 40 frames, whole
+    assert emb.shape == (len(clips), 8) and np.isfinite(scores).all()
+
+
+# --- checkpoint errors -------------------------------------------------------------------------
+def test_missing_and_mismatched_checkpoints(tmp_path):
+    with pytest.raises(StageError, match=r"not found: .*nothing\.pt"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    clips, feats = tiny_set(n_source=4, n_target=1)
+    ckpt_path = train_extractor(clips, feats, tiny_conf(val_fraction=0.0), FEATURES, tmp_path, progress=False)
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["config"]["extractor"]["embedding_dim"] = 4
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(StageError, match=r"bad\.pt: weights do not match"):
+        load_checkpoint(bad)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(StageError, match=r"junk\.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": {}}, tmp_path / "other.pt")
+    with pytest.raises(StageError, match="not an extractor checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+# --- pipeline stages on the synthetic tiny preset ---------------------------------------------------
+def test_stages_end_to_end_on_tiny_synthetic(tmp_path):
+    from hybrid_asd.data import synthetic
+    from hybrid_asd.data.clips import read_clip_list
+    from hybrid_asd.experiment import Experiment
+    from hybrid_asd.extractor.stage import run_extract, run_train
+    from hybrid_asd.pipeline import make_config, prepare
+    from hybrid_asd.scores import ScoreTable
+
+    synthetic.generate(tmp_path / "data", preset="tiny", machines=["fan"], progress=False,
+                       n_source_train=6, n_test_per_class=2)
+    config = make_config(None, [
+        "extractor.backbone.name=tiny_cnn", "extractor.epochs=1", "extractor.embedding_dim=8",
+        "extractor.optimizer.lr=0.001", "features.n_mels=32",
+    ], data_root=tmp_path / "data", machine="fan")
+    exp = Experiment(tmp_path / "exp")
+    train, test = prepare(exp, config)
+    ckpt = run_train(exp, config, "cpu", progress=False)
+    assert ckpt == exp.extractor_dir / "checkpoint.pt" and exp.stage_done("train", config)
+    run_extract(exp, config, "cpu", progress=False)
+    clips = read_clip_list(exp.embeddings_dir / "clips.csv")
+    emb = np.load(exp.embeddings_dir / "embeddings.npy")
+    assert len(clips) == len(train) + len(test) == emb.shape[0] and emb.shape[1] == 8
+    table = ScoreTable.from_csv(exp.scores_dir / "oe.csv")
+    assert [c.path for c in table.clips] == [c.path for c in clips]
+    assert {c.split for c in table.clips} == {"train", "test"} and np.isfinite(table.scores).all()
+    # both stages skip once done
+    mtimes = [p.stat().st_mtime_ns for p in (ckpt, exp.embeddings_dir / "embeddings.npy")]
+    run_train(exp, config, "cpu", progress=False)
+    run_extract(exp, config, "cpu", progress=False)
+    assert mtimes == [p.stat().st_mtime_ns for p in (ckpt, exp.embeddings_dir / "embeddings.npy")]
+
+
+# --- multi-process training (torchrun, gloo) ------------------------------------------------------
+DDP_SCRIPT = r'''
+import json, os, sys
+from pathlib import Path
+import numpy as np
+import torch
+import torch.distributed as dist
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from test_extractor_train import FEATURES, tiny_conf, tiny_set
+from hybrid_asd.extractor.train import train_extractor
+
+out = Path({out!r})
+clips, feats = tiny_set()
+seen = {{}}
+def record(epoch, row):
+    seen.update(world=dist.get_world_size(), rank=dist.get_rank(), row=row)
+path = train_extractor(clips, feats, tiny_conf(head={{"name": "adacos"}}), FEATURES, out, progress=False,
+                       on_epoch_end=record)
+(out / f"rank{{seen['rank']}}.json").write_text(json.dumps(seen))
+'''
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_gloo(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    out = tmp_path / "out"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(out)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2] and [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["row"] == ranks[1]["row"] | {"seconds": ranks[0]["row"]["seconds"]}  # metrics reduced
+    model, ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["meta"]["classes"] == ["fan/section_00", "fan/section_01"]
+    assert len((out / "train_log.csv").read_text().splitlines()) == 2
+    print(f"torchrun 2 x gloo: {time.perf_counter() - t0:.1f} s")
