@@ -123,6 +123,7 @@ def load_config(
             config = merge(config, user)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+    validate(config)  # fills detector entries with their defaults, so overrides can address every key
     for text in overrides:
         config = apply_override(config, text)
     validate(config)

@@ -66,6 +66,11 @@ class GMMDetector(Detector):
         if n_components > len(X):
             warn(f"{self._who()}: n_components={n_components} > {len(X)} training rows; using {len(X)}")
             n_components = len(X)
+        if len(X) == 1:
+            # scikit-learn needs two rows; a single row (a target-domain model left with one clip in a
+            # cross-fitting fold) becomes one Gaussian at that row with covariance reg_covar.
+            warn(f"{self._who()}: one training row; the model is a Gaussian of covariance reg_covar around it")
+            X = np.vstack([X, X])
         model = self._new_model(n_components).fit(X)
         if not model.converged_:
             warn(f"{self._who()}: EM did not converge in max_iter={self.max_iter} iterations")
