@@ -180,6 +180,14 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from hybrid_asd.checkpoints import publish
+
+    out = publish(args.exp, args.name, dest=args.dest, command=args.command or "", overwrite=args.overwrite)
+    print(f"published {out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from hybrid_asd.evaluation.report import write_reports
 
@@ -306,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default="https://zenodo.org", help="Zenodo base address (default https://zenodo.org)")
     add_progress(p)
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("publish", help="copy a trained extractor into checkpoints/<name> with a model card")
+    add_exp(p)
+    p.add_argument("--name", required=True, help="checkpoint name (folder under --dest)")
+    p.add_argument("--dest", type=Path, default=Path("checkpoints"), help="destination (default checkpoints/)")
+    p.add_argument("--command", default=None, help="the command that produced it, for the model card")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("report", help="write report/ (figures and report.html) for experiment folders")
     p.add_argument("exps", nargs="+", type=Path, help="experiment folders")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def ensure_data(data_root: Path, preset: str, seed: int, progress: bool) -> list
         raise DataError(
             f"{data_root} holds synthetic data of another preset/seed; choose another --out or remove it"
         )
-    generate(data_root, preset=preset, seed=seed, progress=progress)
+    generate(data_root, preset=preset, seed=seed, progress=progress, workers=max(1, min(4, os.cpu_count() or 1)))
     return sorted(p.name for p in data_root.iterdir() if p.is_dir())
 
 

@@ -80,11 +80,15 @@ fi
 
 gt=()
 [ -n "$ground_truth" ] && gt=(--set "data.ground_truth=$(cd "$ground_truth" && pwd)")
-if [ 1 -ge "$stage" ] && [ 1 -le "$stop_stage" ]; then
+# Stage 1 also runs when --set overrides are given with a later --stage, so that the changed config
+# is saved (stages whose inputs changed then lose their completion markers and are redone).
+if { [ 1 -ge "$stage" ] && [ 1 -le "$stop_stage" ]; } || [ "${#overrides[@]}" -gt 0 ]; then
+  overwrite=()
+  if [ "$stage_given" -eq 1 ] || [ "${#overrides[@]}" -gt 0 ]; then overwrite=(--overwrite); fi
   echo "[$(date +%H:%M:%S)] stage 1 (prepare): ${exp}"
   "${HYBRID_ASD}" --log-file "${exp}/logs/prepare.log" prepare --exp "$exp" --config "$config" \
-    --data-root "$data_root" --machine "$machine" --seed "$seed" --device "$device" "${gt[@]}" "${overrides[@]}" \
-    $([ "$stage_given" -eq 1 ] && echo --overwrite)
+    --data-root "$data_root" --machine "$machine" --seed "$seed" --device "$device" "${gt[@]}" \
+    "${overrides[@]}" "${overwrite[@]}"
 fi
 run_stage 2 features features --exp "$exp"
 run_stage 3 train    train    --exp "$exp"
