@@ -1,0 +1,82 @@
+"""Every detector on log-mel statistics and on learned embeddings, with and without target adaptation.
+
+Reuses the demo's ``demo_hybrid`` experiments (their trained extractor and embeddings): each is copied,
+its config extended with one detector entry per (detector, input, adaptation) combination, and only the
+fit/score/evaluate stages run. Prints a markdown table (harmonic means over machine types and sections).
+
+    python benchmarks/detector_sweep.py --demo exp/demo [--out exp/sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+from pathlib import Path
+
+from hybrid_asd.config import validate
+from hybrid_asd.evaluation.metrics import evaluate_scores
+from hybrid_asd.experiment import Experiment
+from hybrid_asd.pipeline import run_stages
+from hybrid_asd.scores import ScoreTable
+
+DETECTORS = {
+    "knn": {"k": 1, "metric": "cosine"},
+    "gmm": {"n_components": 1, "covariance_type": "diag"},
+    "mahalanobis": {},
+    "flow": {"transforms": 3, "hidden_features": 64, "epochs": 50},
+}
+INPUTS = ("logmel_stats", "embedding")
+MODES = {"none": "source only", "pooled": "pooled (source + 3 target)", "domain_min": "per-domain min (adapted)"}
+
+
+def sweep_entries() -> list[dict]:
+    entries = []
+    for name, conf in DETECTORS.items():
+        for kind in INPUTS:
+            for mode in MODES:
+                smote = 16 if (mode == "domain_min" and name in ("gmm", "mahalanobis", "flow")) else 0
+                entries.append({"name": name, "id": f"{name}__{kind}__{mode}", "input": kind, "conf": dict(conf),
+                                "adaptation": {"mode": mode, "smote": smote}, "cross_fit_splits": 0})
+    entries.append({"name": "ae", "id": "ae__logmel_frames__pooled", "input": "logmel_frames", "per_section": False,
+                    "conf": {"epochs": 30}, "adaptation": {"mode": "pooled", "normalise": "train"},
+                    "cross_fit_splits": 0})
+    entries.append({"name": "ae", "id": "ae__logmel_frames__domain_min", "input": "logmel_frames",
+                    "conf": {"epochs": 30}, "adaptation": {"mode": "domain_min", "normalise": "train"},
+                    "cross_fit_splits": 0})
+    return entries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", type=Path, default=Path("exp/demo"))
+    parser.add_argument("--out", type=Path, default=Path("exp/sweep"))
+    args = parser.parse_args()
+    tables: dict[str, list[ScoreTable]] = {}
+    for src in sorted((args.demo / "exp" / "demo_hybrid").glob("*/seed*")):
+        dst = args.out / src.parent.name / src.name
+        if not dst.exists():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("detectors", "scores", "submission", "fused",
+                                                                   "eval", "report"))
+        exp = Experiment(dst)
+        config = copy.deepcopy(exp.load_config())
+        config["detectors"] = sweep_entries()
+        config["ensemble"]["members"] = None
+        validate(config)
+        (dst / "scores").mkdir(exist_ok=True)
+        shutil.copy(src / "scores" / "oe.csv", dst / "scores" / "oe.csv")
+        run_stages(exp, config, stage="fit", stop_stage="score", overwrite=True, progress=False)
+        for entry in config["detectors"]:
+            tables.setdefault(entry["id"], []).append(ScoreTable.from_csv(dst / "scores" / f"{entry['id']}.csv"))
+    print("| detector | input | adaptation | source AUC | source pAUC | target AUC | target pAUC | official |")
+    print("|---|---|---|---|---|---|---|---|")
+    for det_id, parts in tables.items():
+        name, kind, mode = det_id.split("__")
+        res = evaluate_scores(ScoreTable.concat(parts, det_id))
+        d = res.by_domain()
+        print(f"| {name} | {kind} | {MODES.get(mode, mode)} | {d['source']['auc']:.4f} | {d['source']['pauc']:.4f} "
+              f"| {d['target']['auc']:.4f} | {d['target']['pauc']:.4f} | {res.official_score:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Atomic writes, seeding and device choice."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+
+from hybrid_asd.utils import atomic_path, atomic_write_text, resolve_device, seed_everything
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary file left behind
+
+
+def test_atomic_write_uses_the_usual_file_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
+
+
+def test_seed_everything_repeats_numpy_and_torch():
+    seed_everything(7)
+    a = (np.random.rand(3), torch.rand(3))
+    rng = seed_everything(7)
+    b = (np.random.rand(3), torch.rand(3))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert torch.equal(a[1], b[1])
+    assert isinstance(rng, np.random.Generator)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda")
