@@ -9,7 +9,8 @@ machine type runs two approach configs through every stage:
   (``knn``, the serial hybrid), a Mahalanobis inlier model on log-mel statistics with target adaptation
   (``mahalanobis``) and the OE score of the same network; fused with equal weights (parallel hybrid).
 
-It then fuses across experiments with tuned weights (leave-one-section-out estimate reported),
+It then fuses across the two experiments (AE + kNN, and all four detectors, by rank mean; and a
+z-normalised weighted sum with tuned weights, leave-one-section-out estimate reported),
 prints the official table per system, writes ``results.md`` / ``results.json`` and one report per
 experiment. On 2 CPU cores the CNNs are small (see docs/results.md): the demo shows the system
 working and the relative merit of the approaches, not DCASE numbers.
@@ -40,15 +41,23 @@ QUICK_OVERRIDES = {
     "demo_hybrid": ["extractor.epochs=1"],
 }
 
-# Rows of the printed table: (label, config, score table id).
+# Rows of the printed table: (label, config, score table id). Rows from cross-experiment fusions
+# (below) are added by name.
 SYSTEMS = (
     ("AE baseline", "demo_baselines", "ae"),
     ("MobileNetV2-recipe OE baseline (small CNN)", "demo_baselines", "oe"),
     ("serial hybrid: kNN on sub-cluster AdaCos embeddings", "demo_hybrid", "knn"),
     ("IM: Mahalanobis on log-mel statistics", "demo_hybrid", "mahalanobis"),
     ("OE of the sub-cluster AdaCos network", "demo_hybrid", "oe"),
-    ("parallel hybrid: equal-weight fusion (OE + kNN + Mahalanobis)", "demo_hybrid", "fused"),
+    ("parallel hybrid: OE + kNN + Mahalanobis (z-norm, equal weights)", "demo_hybrid", "fused"),
 )
+# Parallel hybrids across the two experiments: (label, rule, [(config, detector id), ...]).
+CROSS_FUSIONS = (
+    ("parallel hybrid: AE + kNN (rank mean)", "rank_mean", [("demo_baselines", "ae"), ("demo_hybrid", "knn")]),
+    ("parallel hybrid: AE + kNN + Mahalanobis + OE (rank mean)", "rank_mean",
+     [("demo_baselines", "ae"), ("demo_hybrid", "knn"), ("demo_hybrid", "mahalanobis"), ("demo_hybrid", "oe")]),
+)
+TUNED_MEMBERS = [("demo_baselines", "ae"), ("demo_hybrid", "oe"), ("demo_hybrid", "knn"), ("demo_hybrid", "mahalanobis")]
 
 
 def ensure_data(data_root: Path, preset: str, seed: int, progress: bool) -> list[str]:
@@ -58,7 +67,7 @@ def ensure_data(data_root: Path, preset: str, seed: int, progress: bool) -> list
     record = data_root / "synthetic.json"
     if record.is_file():
         meta = json.loads(record.read_text())
-        if meta.get("preset", {}).get("name", meta.get("preset")) == preset and meta.get("seed") == seed:
+        if meta.get("preset") == preset and meta.get("seed") == seed:
             log.info("reusing synthetic data in %s", data_root)
             return sorted(p.name for p in data_root.iterdir() if p.is_dir())
         raise DataError(
@@ -90,8 +99,13 @@ def run_experiments(out: Path, machines: list[str], data_root: Path, *, seed: in
     return exps
 
 
-def system_results(exps: dict[str, list[Experiment]]) -> dict[str, Any]:
+def member_paths(exps: dict[str, list[Experiment]], members: list[tuple[str, str]]) -> list[Path]:
+    return [exp.root / "scores" / f"{det}.csv" for config_name, det in members for exp in exps[config_name]]
+
+
+def system_results(out: Path, exps: dict[str, list[Experiment]]) -> dict[str, Any]:
     """Evaluate each system over all machine types (score tables concatenated)."""
+    from hybrid_asd.ensemble.stage import run_fuse
     from hybrid_asd.evaluation.metrics import evaluate_scores
     from hybrid_asd.scores import ScoreTable
 
@@ -102,17 +116,17 @@ def system_results(exps: dict[str, list[Experiment]]) -> dict[str, Any]:
             path = exp.root / ("fused/fused.csv" if table_id == "fused" else f"scores/{table_id}.csv")
             tables.append(ScoreTable.from_csv(path, table_id))
         results[label] = evaluate_scores(ScoreTable.concat(tables, table_id))
+    for i, (label, rule, members) in enumerate(CROSS_FUSIONS):
+        run_fuse(member_paths(exps, members), out / f"fused_cross{i}", rule=rule)
+        results[label] = evaluate_scores(ScoreTable.from_csv(out / f"fused_cross{i}" / "fused.csv", "fused"))
     return results
 
 
 def tuned_fusion(out: Path, exps: dict[str, list[Experiment]]) -> dict[str, Any]:
-    """Fuse OE, kNN and Mahalanobis scores of both experiments with tuned weights (LOSO reported)."""
+    """Fuse AE, OE, kNN and Mahalanobis with tuned weights (leave-one-section-out reported)."""
     from hybrid_asd.ensemble.stage import run_fuse
 
-    paths = []
-    for exp in exps["demo_hybrid"]:
-        paths += [exp.root / "scores" / f"{d}.csv" for d in ("oe", "knn", "mahalanobis")]
-    return run_fuse(paths, out / "fused_tuned", tune=True)
+    return run_fuse(member_paths(exps, TUNED_MEMBERS), out / "fused_tuned", tune=True)
 
 
 def format_table(results: dict[str, Any], tuned: dict[str, Any] | None) -> str:
@@ -130,7 +144,7 @@ def format_table(results: dict[str, Any], tuned: dict[str, Any] | None) -> str:
         tr = tuned["tune_result"]
         lines.append("")
         lines.append(
-            f"Tuned fusion (oe, knn, mahalanobis of demo_hybrid): weights {tr.weights}, in-sample official score "
+            f"Tuned fusion (z-norm weighted sum of ae, oe, knn, mahalanobis): weights {tr.weights}, in-sample official score "
             f"{tr.score:.4f}, leave-one-section-out estimate {tr.loso_score:.4f} "
             f"(equal weights {tr.equal_weight_score:.4f})."
         )
@@ -148,7 +162,7 @@ def run_demo(out: str | Path = "exp/demo", *, seed: int = 0, preset: str = "demo
     machines = ensure_data(data_root, preset, seed, progress)
     exps = run_experiments(out, machines, data_root, seed=seed, device=resolve_device(device),
                            quick=quick, progress=progress)
-    results = system_results(exps)
+    results = system_results(out, exps)
     tuned = tuned_fusion(out, exps)
     table = format_table(results, tuned)
     minutes = (time.perf_counter() - start) / 60
