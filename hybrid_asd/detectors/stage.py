@@ -297,11 +297,14 @@ def run_adapt(
         append_embeddings(exp, config, new, device=device, progress=progress)
     groups = {f"section_{s:02d}" for s in {c.section for c in new}}
     seed = int(config.get("seed", 0))
+    cache: dict[str, Rows] = {}
     for entry in config.get("detectors") or []:
         out_dir = exp.detectors_dir / entry["id"]
         refit = groups if entry.get("per_section", True) else {"all"}
-        rows = build_rows(entry["input"], train, exp, config, progress=progress)
-        oof = fit_one_detector(entry, train, rows, out_dir, device=device, seed=seed, only_groups=refit)
+        if entry["input"] not in cache:  # detectors sharing an input share its rows, as in run_fit
+            cache[entry["input"]] = build_rows(entry["input"], train, exp, config, progress=progress)
+        oof = fit_one_detector(entry, train, cache[entry["input"]], out_dir, device=device, seed=seed,
+                               only_groups=refit)
         old = ScoreTable.from_csv(exp.require(out_dir / "train_scores.csv", "fit"), entry["id"])
         old_by_path = dict(zip(old.keys(), old.scores))
         merged = np.array([s if np.isfinite(s) else old_by_path.get(str(c.path), np.nan) for c, s in zip(train, oof)])
