@@ -102,3 +102,17 @@ def test_clip_statistics_by_hand():
     np.testing.assert_allclose(clip_statistics(torch.from_numpy(logmel)).numpy(), expected, rtol=1e-6)
     batch = np.stack([logmel, logmel * 2])
     np.testing.assert_allclose(clip_statistics(batch), np.stack([expected, expected * 2]), rtol=1e-6)
+
+
+def test_stacked_frame_rows_match_the_baseline_loop_per_clip():
+    """The detector stage's preallocated frame matrix equals the baseline's vectors clip by clip."""
+    from hybrid_asd.detectors.stage import stacked_frame_rows
+
+    logmels = [_logmel(8, 12, seed=1), _logmel(8, 3, seed=2), _logmel(8, 5, seed=3)]  # clip 1: too short
+    rows = stacked_frame_rows(logmels, 5)
+    assert rows.X.dtype == np.float32
+    np.testing.assert_array_equal(rows.clip_index, [0] * 8 + [2] * 1)
+    expected = np.concatenate([_baseline_file_to_vectors(m, 5) for m in logmels])
+    np.testing.assert_array_equal(rows.X, expected.astype(np.float32))
+    np.testing.assert_array_equal(rows.for_clips(np.array([2])).X, expected[8:].astype(np.float32))
+    assert rows.for_clips(np.array([0, 1, 2])).X.shape == rows.X.shape

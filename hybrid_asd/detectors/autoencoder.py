@@ -110,7 +110,7 @@ class AEDetector(_DenseReconstruction):
     def _tensors(self, X: np.ndarray, condition: np.ndarray | None) -> tuple[Any, ...]:
         import torch
 
-        x = torch.from_numpy(X.astype(np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))  # no copy of float32 rows
         return x, x
 
 
