@@ -49,6 +49,26 @@ def test_mimii_scan(shared_data):
     }
 
 
+def test_mimii_split_follows_the_mimii_baseline(tmp_path):
+    """Per machine and id: the abnormal clips and the first as many normal clips (sorted) are test,
+    the other normal clips train; an id without abnormal clips is all training."""
+    for i in (4, 0, 3, 1, 2):  # created out of order: the split must sort
+        _wav(tmp_path / "fan/id_00/normal" / f"{i:08d}.wav")
+    for i in range(2):
+        _wav(tmp_path / "fan/id_00/abnormal" / f"{i:08d}.wav")
+    for i in range(3):
+        _wav(tmp_path / "fan/id_02/normal" / f"{i:08d}.wav")
+    manifest = scan(tmp_path)
+    assert manifest.counts() == {
+        ("fan", 0, "source", "test"): {"normal": 2, "anomaly": 2, "unknown": 0},
+        ("fan", 0, "source", "train"): {"normal": 3, "anomaly": 0, "unknown": 0},
+        ("fan", 2, "source", "train"): {"normal": 3, "anomaly": 0, "unknown": 0},
+    }
+    test_normals = sorted(c.path.name for c in manifest.select(section=0, split="test", label="normal"))
+    assert test_normals == ["00000000.wav", "00000001.wav"]
+    assert all(c.label == "normal" for c in manifest.select(split="train"))
+
+
 def test_dcase2020_layout_counts_and_summary(tmp_path):
     for i in range(3):
         _wav(tmp_path / "fan/train" / f"normal_id_00_{i:08d}.wav")

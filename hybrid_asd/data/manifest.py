@@ -4,7 +4,11 @@ Layouts walked under ``root``:
 
 * DCASE 2020-2024: ``<machine>/<split folder>/*.wav`` (``train``, ``test``, ``source_test``, ``target_test``;
   any other non-hidden folder is walked too and its names must say their split);
-* MIMII: ``<machine>/id_<nn>/{normal,abnormal}/*.wav``.
+* MIMII: ``<machine>/id_<nn>/{normal,abnormal}/*.wav``. MIMII has no official train/test split;
+  :func:`split_mimii` makes the one of the MIMII paper's baseline (Purohit et al. 2019, the
+  ``dataset_generator`` of MIMII-hitachi/mimii_baseline): per machine type and id, every abnormal
+  clip and as many normal clips (the first ones in sorted order) are test clips, the remaining
+  normal clips are training clips.
 
 A ``.wav`` whose name matches no scheme lands in ``Manifest.problems`` with the reason, never
 silently dropped. With ``ground_truth`` (a folder of official ``ground_truth_*.csv`` files),
@@ -27,7 +31,7 @@ from hybrid_asd.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Manifest", "scan"]
+__all__ = ["Manifest", "scan", "split_mimii"]
 
 _CLIP_FIELDS = frozenset(f.name for f in fields(Clip))
 _MIMII_LABEL_FOLDERS = ("normal", "abnormal")
@@ -133,12 +137,32 @@ def scan(
     if not manifest.clips and not manifest.problems:
         names = [d.name for d in machine_dirs]
         raise DataError(f"{root}: no .wav files found under <machine>/<split folder>/ for machines {names}")
+    manifest.clips = split_mimii(manifest.clips)
     if ground_truth is not None:
         _join_ground_truth(manifest, Path(ground_truth))
     if manifest.problems:
         log.warning("%d file(s) under %s were not used or lack a label; first: %s: %s", len(manifest.problems),
                     root, manifest.problems[0][0], manifest.problems[0][1])  # fmt: skip
     return manifest
+
+
+def split_mimii(clips: list[Clip]) -> list[Clip]:
+    """The MIMII baseline's split: per (machine, id), the first n normal clips in sorted path order
+    go to test with the n abnormal ones; the other normal clips become training clips.
+
+    Clips of other schemes pass unchanged; the order of ``clips`` is kept."""
+    mimii = [c for c in clips if c.scheme == "mimii"]
+    if not mimii:
+        return clips
+    n_anomalies = Counter((c.machine, c.section) for c in mimii if c.label == "anomaly")
+    normals: dict[tuple[str, int], list[Clip]] = {}
+    for clip in mimii:
+        if clip.label == "normal":
+            normals.setdefault((clip.machine, clip.section), []).append(clip)
+    to_train: set[Path] = set()
+    for key, group in normals.items():
+        to_train.update(c.path for c in sorted(group, key=lambda c: str(c.path))[n_anomalies[key]:])
+    return [replace(c, split="train") if c.path in to_train else c for c in clips]
 
 
 def _machine_dirs(root: Path, machines: list[str] | None) -> list[Path]:

@@ -18,7 +18,7 @@ Schemes (``Clip.scheme``):
 ``mimii``
     MIMII (2019) ``<machine>/id_00/{normal,abnormal}/00000000.wav``: section = id, domain "source",
     label from the folder, and split "test" for every clip: MIMII has no official train/test
-    split, so the caller makes one (e.g. train on part of the normal clips).
+    split; :func:`hybrid_asd.data.manifest.scan` makes the MIMII baseline's split.
 
 Attributes: the tail after the clip number, split on "_" and paired as key/value when the count
 is even and no key is a number (``car_C2_spd_34V_mic_1`` -> car=C2, spd=34V, mic=1); otherwise
