@@ -23,6 +23,7 @@ import contextlib
 import inspect
 import json
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
@@ -325,9 +326,13 @@ class TorchDetector(Detector):
             self.initial_loss_ = self._mean_loss(module, tensors)
             history: list[float] = []
             for epoch in range(self.epochs):
+                started = time.perf_counter()
                 history.append(self._train_epoch(module, optimiser, tensors, generator, epoch))
-                level = logging.INFO if (epoch + 1) % 10 == 0 or epoch + 1 == self.epochs else logging.DEBUG
-                log.log(level, "%s epoch %d/%d loss %.5f", self._who(), epoch + 1, self.epochs, history[-1])
+                seconds = time.perf_counter() - started
+                # every 10th epoch, the last, and every epoch that is slow enough to wait for
+                loud = (epoch + 1) % 10 == 0 or epoch + 1 == self.epochs or seconds > 10.0
+                log.log(logging.INFO if loud else logging.DEBUG, "%s epoch %d/%d loss %.5f (%.1f s)",
+                        self._who(), epoch + 1, self.epochs, history[-1], seconds)  # fmt: skip
         module.eval()
         self.module_ = module
         self.device_ = device
