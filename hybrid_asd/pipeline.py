@@ -167,11 +167,22 @@ def run_experiment_evaluate(exp: Experiment, config: dict[str, Any], *, progress
         if not any(labelled):
             log.warning("%s: no labelled test clips; skipping evaluation", name)
             continue
-        res = evaluate_scores(table, protocol=config["evaluation"]["protocol"], max_fpr=config["evaluation"]["max_fpr"])
+        res = evaluate_scores(table, protocol=config["evaluation"]["protocol"], max_fpr=config["evaluation"]["max_fpr"],
+                              decisions=table_decisions(table, config))
         res.to_official_csv(exp.eval_dir / f"result_{name}.csv")
         results[name] = res
     exp.mark_done("evaluate", config)
     return results
+
+
+def table_decisions(table, config: dict[str, Any]) -> dict | None:
+    """The 0/1 decisions of the submission files (gamma thresholds from the table's train rows),
+    so the result table has precision, recall and F1 as the official one; None without train rows."""
+    from hybrid_asd.evaluation.thresholds import decisions_from_thresholds, section_thresholds
+
+    if not len(table.select(split="train")):
+        return None
+    return decisions_from_thresholds(table, section_thresholds(table, config["evaluation"]["threshold_quantile"]))
 
 
 def write_table_submission(exp: Experiment, config: dict[str, Any], detector_id: str) -> None:

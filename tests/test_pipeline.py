@@ -71,11 +71,14 @@ def test_every_config_runs_end_to_end_on_tiny(path, tiny_data, tmp_path):
         assert len(table.select(split="test")) == len(test_clips)
         names = sorted(p.name for p in (exp.root / "submission" / det).glob("anomaly_score_*.csv"))
         assert names == [f"anomaly_score_fan_section_{s:02d}_{d}_test.csv" for s in (0, 1) for d in ("source", "target")]
-    # The fused system output goes through the official evaluator unchanged.
+    # The fused system output goes through the official evaluator unchanged, and the experiment's
+    # own result table (precision/recall/F1 from its decisions included) is the evaluator's, byte for byte.
     results = evaluate_folder([exp.root / "fused" / "submission"], clips=test_clips)
     assert 0.0 <= results.official_score <= 1.0
     assert len(results.rows) == 4
-    assert (exp.root / "eval" / "result_fused.csv").is_file()
+    assert all(row.f1 is not None for row in results.rows)
+    results.to_official_csv(tmp_path / "official_fused.csv")
+    assert (exp.root / "eval" / "result_fused.csv").read_bytes() == (tmp_path / "official_fused.csv").read_bytes()
 
 
 def test_completed_stages_are_skipped_and_force_reruns(tiny_data, tmp_path, capsys):
