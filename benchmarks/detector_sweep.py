@@ -5,6 +5,7 @@ its config extended with one detector entry per (detector, input, adaptation) co
 fit/score/evaluate stages run. Prints a markdown table (harmonic means over machine types and sections).
 
     python benchmarks/detector_sweep.py --demo exp/demo [--out exp/sweep]
+    python benchmarks/detector_sweep.py --demo exp/demo --out exp/sweep_shift --modes mean_shift
 """
 
 from __future__ import annotations
@@ -27,23 +28,24 @@ DETECTORS = {
     "flow": {"transforms": 3, "hidden_features": 64, "epochs": 50},
 }
 INPUTS = ("logmel_stats", "embedding")
-MODES = {"none": "source only", "pooled": "pooled (source + 3 target)", "domain_min": "per-domain min (adapted)"}
+MODES = {"none": "source only", "pooled": "pooled (source + 3 target)", "domain_min": "per-domain min (adapted)",
+         "mean_shift": "mean shift (source model moved to the target mean)"}
 
 
-def sweep_entries() -> list[dict]:
+def sweep_entries(modes: list[str] | None = None) -> list[dict]:
+    modes = list(MODES) if modes is None else modes
     entries = []
     for name, conf in DETECTORS.items():
         for kind in INPUTS:
-            for mode in MODES:
+            for mode in modes:
                 smote = 16 if (mode == "domain_min" and name in ("gmm", "mahalanobis", "flow")) else 0
                 entries.append({"name": name, "id": f"{name}__{kind}__{mode}", "input": kind, "conf": dict(conf),
                                 "adaptation": {"mode": mode, "smote": smote}, "cross_fit_splits": 0})
-    entries.append({"name": "ae", "id": "ae__logmel_frames__pooled", "input": "logmel_frames", "per_section": False,
-                    "conf": {"epochs": 30}, "adaptation": {"mode": "pooled", "normalise": "train"},
-                    "cross_fit_splits": 0})
-    entries.append({"name": "ae", "id": "ae__logmel_frames__domain_min", "input": "logmel_frames",
-                    "conf": {"epochs": 30}, "adaptation": {"mode": "domain_min", "normalise": "train"},
-                    "cross_fit_splits": 0})
+    for mode in ("pooled", "domain_min", "mean_shift"):
+        if mode in modes:  # the AE as the baseline: one model for all sections, except per-domain models
+            entries.append({"name": "ae", "id": f"ae__logmel_frames__{mode}", "input": "logmel_frames",
+                            "per_section": mode != "domain_min", "conf": {"epochs": 30},
+                            "adaptation": {"mode": mode, "normalise": "train"}, "cross_fit_splits": 0})
     return entries
 
 
@@ -51,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", type=Path, default=Path("exp/demo"))
     parser.add_argument("--out", type=Path, default=Path("exp/sweep"))
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), help="adaptation modes to run (default: all)")
     args = parser.parse_args()
     tables: dict[str, list[ScoreTable]] = {}
     for src in sorted((args.demo / "exp" / "demo_hybrid").glob("*/seed*")):
@@ -60,7 +63,7 @@ def main() -> None:
                                                                    "eval", "report"))
         exp = Experiment(dst)
         config = copy.deepcopy(exp.load_config())
-        config["detectors"] = sweep_entries()
+        config["detectors"] = sweep_entries(args.modes)
         config["ensemble"]["members"] = None
         validate(config)
         (dst / "scores").mkdir(exist_ok=True)

@@ -178,3 +178,38 @@ def test_wrapper_takes_many_rows_per_clip_with_a_neural_detector(domains_data, t
     assert scores.shape == (20,) and np.isfinite(scores).all()
     det.save(tmp_path / "ae")
     np.testing.assert_array_equal(load_detector(tmp_path / "ae").score_samples(tests["target"]), scores)
+
+
+@pytest.mark.parametrize("name,conf", CASES[1:3])  # the density models it is meant for
+def test_mean_shift_reuses_the_source_model_moved_onto_the_target_mean(name, conf, domains_data):
+    X, domains, groups, tests = domains_data
+    det = DomainAdaptiveDetector(name, conf, mode="mean_shift").fit(X, domains, groups=groups)
+    assert list(det.models_) == ["source"] and det.normalise_ == "none"
+    shift = X[domains == "source"].mean(axis=0) - X[domains == "target"].mean(axis=0)
+    np.testing.assert_allclose(det.shifts_["all"], shift)
+    source_model = build_detector(name, conf).fit(X[domains == "source"])
+    q = np.r_[tests["source"], tests["target"], tests["anomaly"]]
+    expected = np.minimum(source_model.score_samples(q), source_model.score_samples(q + shift))
+    np.testing.assert_allclose(det.score_samples(q), expected, rtol=1e-6)
+    after = {k: det.score_samples(v) for k, v in tests.items()}
+    assert auc(after["target"], after["anomaly"]) > 0.95 and auc(after["source"], after["anomaly"]) > 0.95
+
+
+def test_mean_shift_per_condition_and_round_trip(domains_data, tmp_path):
+    """One conditional model for two sections: each section gets its own shift; a section without
+    target clips keeps the source score."""
+    X, domains, groups, tests = domains_data
+    cond = np.r_[np.zeros(150, int), np.ones(150, int), np.zeros(15, int)]  # section 1 has no target rows
+    det = DomainAdaptiveDetector("mahalanobis", {}, mode="mean_shift").fit(X, domains, condition=cond)
+    assert set(det.shifts_) == {"0"}
+    np.testing.assert_allclose(det.shifts_["0"], X[:150].mean(axis=0) - X[300:].mean(axis=0))
+    q = tests["target"]
+    in_section_1 = det.score_domains(q, condition=np.ones(len(q), int))
+    np.testing.assert_array_equal(in_section_1["target"], in_section_1["source"])
+    det.save(tmp_path / "ms")
+    loaded = load_detector(tmp_path / "ms")
+    for c in (0, 1):
+        qc = np.full(len(q), c)
+        np.testing.assert_array_equal(loaded.score_samples(q, qc), det.score_samples(q, qc))
+    no_target = DomainAdaptiveDetector("mahalanobis", {}, mode="mean_shift").fit(X[:300], domains[:300])
+    assert no_target.shifts_ == {} and set(no_target.score_domains(q)) == {"source"}

@@ -156,3 +156,24 @@ def test_demo_quick_on_tiny(tmp_path):
     out = run_demo(tmp_path / "demo", preset="tiny", quick=True, progress=False)
     assert (tmp_path / "demo" / "results.md").is_file()
     assert len(out["reports"]) == 4
+
+
+def test_mean_shift_adaptation_through_the_stages(tiny_data, tmp_path):
+    """`adaptation.mode: mean_shift` per section (Mahalanobis) and for one model of all sections (AE):
+    each fitted model stores the shift of its target clips, and the stages score every test clip."""
+    from hybrid_asd.detectors.adapt import DomainAdaptiveDetector
+
+    overrides = [f"data.root={tiny_data}", "data.machine=fan", "extractor=null",
+                 "detectors=[{name: mahalanobis, input: logmel_stats, adaptation: {mode: mean_shift}},"
+                 " {name: ae, input: logmel_frames, per_section: false, cross_fit_splits: 2,"
+                 " adaptation: {mode: mean_shift}, conf: {epochs: 1}}]", "ensemble.members=[mahalanobis, ae]"]
+    config = load_config(None, overrides)
+    exp = Experiment(tmp_path / "shift")
+    run_stages(exp, config, progress=False)
+    maha = DomainAdaptiveDetector.load(exp.root / "detectors" / "mahalanobis" / "section_01")
+    assert maha.mode == "mean_shift" and set(maha.shifts_) == {"all"}
+    ae = DomainAdaptiveDetector.load(exp.root / "detectors" / "ae" / "all")
+    assert set(ae.shifts_) == {"0", "1"} and ae.shifts_["0"].shape == (640,)
+    for det in ("mahalanobis", "ae"):
+        table = ScoreTable.from_csv(exp.root / "scores" / f"{det}.csv")
+        assert np.isfinite(table.scores).all() and len(table.select(split="test")) > 0

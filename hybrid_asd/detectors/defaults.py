@@ -12,7 +12,7 @@ DETECTOR_ENTRY_DEFAULTS = {
     "input": "embedding",  # embedding | logmel_stats | logmel_frames
     "conf": {},  # passed to the detector's __init__
     "adaptation": {
-        "mode": "domain_min",  # none | pooled | domain_min
+        "mode": "domain_min",  # none | pooled | domain_min | mean_shift (source model moved onto the target mean)
         "smote": 0,  # extra interpolated target points for the target model (domain_min)
         "normalise": "auto",  # auto (none for knn, oof otherwise) | none | oof | train
         "n_splits": 3,  # folds of the out-of-fold ("oof") normalisation statistics
