@@ -184,7 +184,7 @@ def assign_group_folds(
 class DomainAdaptiveDetector:
     """Source/target models of one detector with domain-min fusion; see the module docstring.
 
-    ``name``/``conf``: the registered detector and its parameters; ``mode``: "none" | "pooled" |
+    ``name``/``conf``: the registered detector and its parameters; ``mode``: "none" | "pooled" | "mean_shift" |
     "domain_min"; ``smote``: extra interpolated target points (domain_min only); ``seed``;
     ``normalise``: "auto" | "none" | "oof" | "train"; ``n_splits``: folds for "oof".
     """
