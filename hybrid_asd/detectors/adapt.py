@@ -135,10 +135,15 @@ def smote_interpolate(
     return new.astype(X.dtype, copy=False), None if condition is None else condition[first]
 
 
+def _condition_keys(n_rows: int, cond: np.ndarray | None) -> np.ndarray:
+    """Per-row key of the mean shifts: the condition id as text, or "all" without conditions."""
+    return np.full(n_rows, "all") if cond is None else cond.astype(str)
+
+
 def target_mean_shifts(X: np.ndarray, domains: np.ndarray, cond: np.ndarray | None) -> dict[str, np.ndarray]:
     """``mean(source rows) - mean(target rows)`` per condition ("all" without conditions); a
     condition without rows of both domains gets no entry."""
-    keys = np.full(len(X), "all") if cond is None else cond.astype(str)
+    keys = _condition_keys(len(X), cond)
     shifts = {}
     for key in np.unique(keys):
         source = (keys == key) & (domains == "source")
@@ -259,15 +264,8 @@ class DomainAdaptiveDetector:
         shifts: dict[str, np.ndarray] = {}
         if self.mode == "pooled":
             models["pooled"] = self._fit_model(X, cond, 0)
-        elif self.mode == "mean_shift":
-            source = domains == "source"
-            if source.any():
-                models["source"] = self._fit_model(X[source], _take(cond, source), 0)
-                shifts = target_mean_shifts(X, domains, cond)
-            if not shifts:
-                log.info("%s: no target rows; the source model alone scores", who)
         else:
-            wanted = ("source",) if self.mode == "none" else DOMAINS
+            wanted = DOMAINS if self.mode == "domain_min" else ("source",)
             for domain in wanted:
                 mask = domains == domain
                 if not mask.any():
@@ -280,6 +278,10 @@ class DomainAdaptiveDetector:
                     stats[domain] = self._statistics(models[domain], Xd, cd, gd, smote, normalise, domain)
         if not models:
             raise DataError(f"{who}: no source rows to fit on")
+        if self.mode == "mean_shift":
+            shifts = target_mean_shifts(X, domains, cond)
+            if not shifts:
+                log.info("%s: no target rows; the source model alone scores", who)
         self.models_ = models
         self.stats_ = stats
         self.shifts_ = shifts
@@ -341,7 +343,7 @@ class DomainAdaptiveDetector:
         model = self.models_["source"]
         out = {"source": model.score_samples(X, cond)}
         if self.shifts_:
-            keys = np.full(len(X), "all") if cond is None else cond.astype(str)
+            keys = _condition_keys(len(X), cond)
             moved = X.copy()
             for key, shift in self.shifts_.items():
                 moved[keys == key] += shift.astype(X.dtype, copy=False)
