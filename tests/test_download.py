@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from hybrid_asd.data import download as dl
+from hybrid_asd.data import download_http
 from hybrid_asd.data.ground_truth import read_ground_truth_dir
 from hybrid_asd.errors import ConfigError, DataError
 
@@ -176,8 +177,8 @@ class FakeZenodo:
 @pytest.fixture(autouse=True)
 def _fast_retries_and_unknown_md5(monkeypatch):
     """No retry waits; and the 2021 spec without table checksums, so the fake record's md5s apply."""
-    monkeypatch.setattr(dl, "RETRY_BACKOFF_S", 0.0)
-    monkeypatch.setattr(dl, "CHUNK_SIZE", 4096)  # the fake archives are ~50 KB: keep what arrived
+    monkeypatch.setattr(download_http, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(download_http, "CHUNK_SIZE", 4096)  # the fake archives are ~50 KB: keep what arrived
     spec = dl.DATASETS["dcase2021"]
     stripped = dataclasses.replace(spec, records=tuple(
         dataclasses.replace(r, archives=tuple(dataclasses.replace(a, md5=None) for a in r.archives))
