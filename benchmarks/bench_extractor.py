@@ -35,14 +35,15 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
 
-from hybrid_asd.config import default_config  # noqa: E402
+from hybrid_asd.config import Config  # noqa: E402
 from hybrid_asd.data.clips import Clip  # noqa: E402
 from hybrid_asd.extractor import ddp  # noqa: E402
 from hybrid_asd.extractor.backbones import build_model  # noqa: E402
 from hybrid_asd.extractor.checkpoint import make_meta, save_checkpoint  # noqa: E402
 from hybrid_asd.extractor.dataset import PatchDataset  # noqa: E402
 from hybrid_asd.extractor.embed import extract  # noqa: E402
-from hybrid_asd.extractor.train import make_loader, resolve_extractor_conf, train_one_epoch  # noqa: E402
+from hybrid_asd.extractor.settings import ExtractorSettings  # noqa: E402
+from hybrid_asd.extractor.train import make_loader, train_one_epoch  # noqa: E402
 from hybrid_asd.features.cache import FeatureCache  # noqa: E402
 from hybrid_asd.features.patches import make_patches  # noqa: E402
 
@@ -102,14 +103,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = default_config()
-    fconf = config["features"]
-    frames = fconf["patch_frames"]
+    config = Config()
+    fconf = config.features
+    frames = fconf.patch_frames
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         clips = write_clips(root / "data", max(args.train_clips, args.extract_clips), args.seconds)
-        cache = FeatureCache(fconf, config["data"], cache_dir=root / "cache")
+        cache = FeatureCache(fconf, config.data, cache_dir=root / "cache")
         paths = [c.path for c in clips]
         t_fill = timed(lambda: cache.ensure(paths, progress=False))
         t_read = timed(lambda: cache.get_many(paths, progress=False), args.repeat)
@@ -121,14 +122,14 @@ def main() -> None:
               f"read (cache hit) {len(paths) / t_read:8.1f} clips/s")
         t0 = time.perf_counter()
         dataset = PatchDataset(logmels, np.array([c.section for c in clips[: args.train_clips]]), frames,
-                               fconf["patch_hop"])
+                               fconf.patch_hop)
         print(f"patch index build: {time.perf_counter() - t0:.3f} s for {len(dataset)} patches")
 
         print("\ntraining throughput (patches/s)")
         print(f"{'backbone':<16}{'batch':>6}{'model only':>12}{'loader only':>13}{'pipeline':>10}{'pipe/model':>12}")
         for name in args.backbones.split(","):
             for batch in [int(b) for b in args.batches.split(",")]:
-                conf = resolve_extractor_conf({"backbone": {"name": name, "conf": {}}, "batch_size": batch})
+                conf = ExtractorSettings.parse({"backbone": {"name": name, "conf": {}}, "batch_size": batch})
                 torch.manual_seed(0)
                 # real log-mel patches, gathered beforehand (random inputs run at other speeds on the CPU)
                 x_ref, y_ref = dataset.__getitems__(range(batch))
@@ -151,12 +152,12 @@ def main() -> None:
         print(f"{'backbone':<16}{'model only':>12}{'extract()':>11}{'ratio':>8}{'cache read':>12}")
         ext = clips[: args.extract_clips]
         for name in args.backbones.split(","):
-            conf = resolve_extractor_conf({"backbone": {"name": name, "conf": {}}})
+            conf = ExtractorSettings.parse({"backbone": {"name": name, "conf": {}}})
             torch.manual_seed(0)
             model = build_model(conf, 3).eval()
             sections = ["fan/section_00", "fan/section_01", "fan/section_02"]
             meta = make_meta(train_paths=paths, seed=0, classes=sections, class_to_section=[0, 1, 2], sections=sections,
-                             input="patches", patch_frames=frames, patch_hop=fconf["patch_hop"])
+                             input="patches", patch_frames=frames, patch_hop=fconf.patch_hop)
             ckpt = save_checkpoint(root / f"{name}.pt", model.state_dict(),
                                    {"extractor": conf, "features": fconf}, meta)
             ext_mels = cache.get_many([c.path for c in ext], progress=False)

@@ -11,11 +11,10 @@ fit/score/evaluate stages run. Prints a markdown table (harmonic means over mach
 from __future__ import annotations
 
 import argparse
-import copy
 import shutil
 from pathlib import Path
 
-from hybrid_asd.config import validate
+from hybrid_asd.config import Config
 from hybrid_asd.evaluation.metrics import evaluate_scores
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.pipeline import run_stages
@@ -62,15 +61,15 @@ def main() -> None:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("detectors", "scores", "submission", "fused",
                                                                    "eval", "report"))
         exp = Experiment(dst)
-        config = copy.deepcopy(exp.load_config())
-        config["detectors"] = sweep_entries(args.modes)
-        config["ensemble"]["members"] = None
-        validate(config)
-        (dst / "scores").mkdir(exist_ok=True)
-        shutil.copy(src / "scores" / "oe.csv", dst / "scores" / "oe.csv")
+        tree = exp.load_config().to_dict()
+        tree["detectors"] = sweep_entries(args.modes)
+        tree["ensemble"]["members"] = None
+        config = Config.parse(tree)
+        exp.score_table_path("oe").parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Experiment(src).score_table_path("oe"), exp.score_table_path("oe"))
         run_stages(exp, config, stage="fit", stop_stage="score", overwrite=True, progress=False)
-        for entry in config["detectors"]:
-            tables.setdefault(entry["id"], []).append(ScoreTable.from_csv(dst / "scores" / f"{entry['id']}.csv"))
+        for entry in config.detectors:
+            tables.setdefault(entry.id, []).append(ScoreTable.from_csv(exp.score_table_path(entry.id)))
     print("| detector | input | adaptation | source AUC | source pAUC | target AUC | target pAUC | official |")
     print("|---|---|---|---|---|---|---|---|")
     for det_id, parts in tables.items():

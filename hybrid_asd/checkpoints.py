@@ -20,10 +20,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hybrid_asd.config import Config, dump_config
+from hybrid_asd.ensemble.fusion import FUSED_NAME
 from hybrid_asd.errors import StageError
 from hybrid_asd.experiment import Experiment
+from hybrid_asd.extractor.checkpoint import load_checkpoint
 from hybrid_asd.utils import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,9 @@ DEFAULT_DEST = Path("checkpoints")
 def publish(exp_dir: str | Path, name: str, dest: str | Path = DEFAULT_DEST, command: str = "",
             overwrite: bool = False) -> Path:
     """Copy a trained experiment's extractor into ``dest/name`` with a model card."""
-    from hybrid_asd.extractor.checkpoint import load_checkpoint
-
     exp = Experiment(exp_dir)
     config = exp.load_config()
-    source = exp.require(exp.root / "extractor" / "checkpoint.pt", "train")
+    source = exp.require(exp.extractor.checkpoint, "train")
     _, ckpt = load_checkpoint(source, "cpu")  # validates the file before anything is copied
     out = Path(dest) / name
     if out.exists() and not overwrite:
@@ -46,10 +45,10 @@ def publish(exp_dir: str | Path, name: str, dest: str | Path = DEFAULT_DEST, com
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "checkpoint.pt") as tmp:
         shutil.copyfile(source, tmp)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(out / "config.yaml", dump_config(config))
     meta = {k: v for k, v in ckpt["meta"].items() if k != "val_paths"}
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    result = exp.root / "eval" / "result_fused.csv"
+    result = exp.result_path(FUSED_NAME)
     if result.is_file():
         with atomic_path(out / "results.csv") as tmp:
             shutil.copyfile(result, tmp)
@@ -58,43 +57,43 @@ def publish(exp_dir: str | Path, name: str, dest: str | Path = DEFAULT_DEST, com
     return out
 
 
-def model_card(name: str, config: dict[str, Any], meta: dict[str, Any], exp: Experiment, command: str) -> str:
-    ext = config["extractor"]
+def model_card(name: str, config: Config, meta: dict[str, Any], exp: Experiment, command: str) -> str:
+    ext, features = config.extractor, config.features
+    if ext is None:  # pragma: no cover - publish requires a checkpoint, which requires an extractor
+        raise StageError(f"{exp.root}: the config has no extractor to publish")
     lines = [
         f"# {name}",
         "",
-        f"Feature extractor of the approach `{config.get('name')}` ({config.get('description', '')}).",
+        f"Feature extractor of the approach `{config.name}` ({config.description}).",
         "",
         "## Model",
-        f"- backbone `{ext['backbone']['name']}` {ext['backbone'].get('conf') or ''}, head `{ext['head']['name']}` "
-        f"{ext['head'].get('conf') or ''}, embedding {ext['embedding_dim']}-d, labels `{ext['labels']}`",
-        f"- input: log-mel {config['features']['n_mels']} bands (n_fft {config['features']['n_fft']}, hop "
-        f"{config['features']['hop_length']}), {ext['input']} of {config['features']['patch_frames']} frames",
-        f"- trained {ext['epochs']} epochs, {ext['optimizer']['name']} lr {ext['optimizer']['lr']}, "
-        f"batch {ext['batch_size']}, seed {meta.get('seed')}",
+        f"- backbone `{ext.backbone.name}` {ext.backbone.conf or ''}, head `{ext.head.name}` "
+        f"{ext.head.conf or ''}, embedding {ext.embedding_dim}-d, labels `{ext.labels}`",
+        f"- input: log-mel {features.n_mels} bands (n_fft {features.n_fft}, hop "
+        f"{features.hop_length}), {ext.input} of {features.patch_frames} frames",
+        f"- trained {ext.epochs} epochs, {ext.optimizer.name} lr {ext.optimizer.lr}, "
+        f"batch {ext.batch_size}, seed {meta.get('seed')}",
         "",
         "## Data",
-        f"- machine type `{config['data']['machine']}`, sections {', '.join(meta.get('sections', []))}",
+        f"- machine type `{config.data.machine}`, sections {', '.join(meta.get('sections', []))}",
         f"- classes: {', '.join(meta.get('classes', []))}",
         f"- training data fingerprint `{meta.get('data_fingerprint')}` (hash of the training clip paths)",
-        f"- data root at training time: `{config['data']['root']}`",
+        f"- data root at training time: `{config.data.root}`",
         "",
         "## Metrics",
     ]
-    result = exp.root / "eval" / "result_fused.csv"
+    result = exp.result_path(FUSED_NAME)
     if result.is_file():
         lines += ["Official result table of the experiment's fused scores: `results.csv` (DCASE 2021 protocol).",
                   "", "```", result.read_text().strip(), "```"]
     else:
         lines.append("Not evaluated.")
-    lines += ["", "## Reproduce", "", "```", command or f"hybrid-asd run --config <{config.get('name')}.yaml> ...",
+    lines += ["", "## Reproduce", "", "```", command or f"hybrid-asd run --config <{config.name}.yaml> ...",
               "```", "", "## Versions", "", "```", json.dumps(meta.get("versions", {}), indent=2), "```", ""]
     return "\n".join(lines)
 
 
 def load_published(path: str | Path, device: str = "cpu"):
     """``(model, checkpoint dict)`` of a published checkpoint folder (or its checkpoint.pt)."""
-    from hybrid_asd.extractor.checkpoint import load_checkpoint
-
     path = Path(path)
     return load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path, device)

@@ -1,28 +1,60 @@
-"""The ``hybrid-asd`` command line: thin subcommands, each calling one library function."""
+"""The ``hybrid-asd`` command line: thin subcommands, each calling one library function.
+
+The stage subcommands (``prepare`` .. ``evaluate``) come from the stage table
+(:mod:`hybrid_asd.stages`); ``fuse`` and ``evaluate`` also work outside an experiment folder
+(``--scores``). Every enumerated option uses ``choices`` taken from the registries and settings
+that define them; defaults not given on the command line are the typed settings' own.
+
+Handlers import the library modules that load torch, scikit-learn, scipy or matplotlib when they
+run (each says so), so ``--help`` and light commands start in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hybrid_asd import __version__
+from hybrid_asd.config import DEVICE_PATTERN, DEVICES_HELP, config_schema
+from hybrid_asd.data.clips import write_clip_list
+from hybrid_asd.data.download import download
+from hybrid_asd.data.download_catalogue import DATASETS, DEFAULT_BASE_URL, DEFAULT_PARTS
+from hybrid_asd.data.manifest import scan
+from hybrid_asd.ensemble.fusion import NORMALISERS, RULES
+from hybrid_asd.ensemble.settings import TUNE_METHODS, EnsembleSettings, TuneSettings
 from hybrid_asd.errors import HybridASDError
+from hybrid_asd.evaluation.settings import EMBEDDING_METHODS, PROTOCOLS, EvaluationSettings
+from hybrid_asd.experiment import Experiment
+from hybrid_asd.pipeline import make_config, run_stage, run_stages
+from hybrid_asd.stages import STAGE_NAMES, STAGES, Stage, format_table, stage_name
+from hybrid_asd.utils import resolve_device, seed_everything, setup_logging
 
 log = logging.getLogger("hybrid_asd.cli")
 
 Handler = Callable[[argparse.Namespace], int | None]
+SYNTH_PRESETS = ("tiny", "demo", "full")  # hybrid_asd.data.synthetic.PRESETS (a test keeps them equal)
+ENSEMBLE, EVALUATION, TUNE = EnsembleSettings(), EvaluationSettings(), TuneSettings()
 
 
 # --- shared option groups ---------------------------------------------------------------------
-def add_exp(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--exp", required=True, type=Path, help="experiment folder (e.g. exp/<recipe>/<machine>/seed0)")
+def device_arg(text: str) -> str:
+    if not DEVICE_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {DEVICES_HELP}")
+    return text
+
+
+def add_exp(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--exp", required=required, type=Path, help="experiment folder (e.g. exp/<recipe>/<machine>/seed0)")
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or auto (default: the config's, 'auto')")
+    p.add_argument("--device", type=device_arg, default=None,
+                   help=f"{DEVICES_HELP} (default: the config's, 'auto')")
 
 
 def add_progress(p: argparse.ArgumentParser) -> None:
@@ -38,26 +70,147 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
                    help="override a config key, e.g. --set extractor.epochs=1 (repeatable)")
 
 
-# --- handlers ------------------------------------------------------------------------------------
-def _experiment_and_config(args: argparse.Namespace):
-    from hybrid_asd.experiment import Experiment
-    from hybrid_asd.utils import resolve_device, seed_everything
-
-    exp = Experiment(args.exp)
-    config = exp.load_config()
-    seed_everything(int(config.get("seed", 0)))
-    device = resolve_device(getattr(args, "device", None) or config.get("device", "auto"))
-    return exp, config, device
-
-
 def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "no_progress", False)
 
 
-def cmd_manifest(args: argparse.Namespace) -> int:
-    from hybrid_asd.data.clips import write_clip_list
-    from hybrid_asd.data.manifest import scan
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options among ``names`` that were given (not None): library defaults apply to the rest."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
+
+# --- stage subcommands ---------------------------------------------------------------------------
+def run_stage_command(stage: Stage, args: argparse.Namespace) -> int:
+    """One stage on an existing experiment folder; skipped when complete unless --force."""
+    exp = Experiment(args.exp)
+    config = exp.load_config()
+    if not args.force and exp.stage_done(stage.name, config):
+        print(f"{exp.root}: stage '{stage.name}' already complete (use --force to rerun)")
+        return 0
+    seed_everything(config.seed)
+    result = run_stage(exp, config, stage, device=getattr(args, "device", None), progress=_progress(args),
+                       force=True)
+    if stage.name == "evaluate":
+        print_results(result)
+    return 0
+
+
+def stage_handler(stage: Stage) -> Handler:
+    return lambda args: run_stage_command(stage, args)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    config = make_config(args.config, args.overrides, data_root=args.data_root, machine=args.machine,
+                         seed=args.seed, device=args.device)
+    exp = Experiment(args.exp)
+    exp.init(config, overwrite=args.overwrite)
+    train, test = run_stage(exp, config, "prepare", force=True)
+    print(f"{args.exp}: {len(train)} train and {len(test)} test clips of {config.data.machine}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = make_config(args.config, args.overrides, data_root=args.data_root, machine=args.machine,
+                         seed=args.seed, device=args.device)
+    results = run_stages(Experiment(args.exp), config, stage=args.stage, stop_stage=args.stop_stage,
+                         overwrite=args.overwrite, progress=_progress(args))
+    if args.stop_stage == "evaluate":
+        print_results(results)
+    return 0
+
+
+def print_results(results: dict[str, Any] | None) -> None:
+    for name, res in (results or {}).items():
+        print(f"== {name}\n{res.format()}")
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    if args.names:
+        for stage in STAGES:
+            print(stage.number, stage.name)
+    else:
+        print(format_table())
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(config_schema(), indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+# --- fuse / evaluate: one experiment's stage, or score tables from anywhere -------------------------
+FUSE_SCORE_OPTIONS = ("scores", "detectors", "out", "rule", "weights", "normalise", "per_domain", "tune", "protocol",
+                      "threshold_quantile", "max_fpr", "tune_method", "grid_step", "per_machine", "no_loso", "seed")
+EVALUATE_SCORE_OPTIONS = ("scores", "ground_truth", "data_root", "machine", "protocol", "max_fpr", "out")
+STAGE_ONLY_OPTIONS = ("force",)
+
+
+def check_mode(args: argparse.Namespace, parser: argparse.ArgumentParser, folder_options: Sequence[str]) -> None:
+    """``--exp`` (the stage) and ``--scores`` (free-standing) take different options."""
+    def given(name: str) -> bool:
+        value = getattr(args, name)
+        return value not in (None, False, [])
+
+    if args.exp is not None:
+        wrong = [n for n in folder_options if given(n)]
+        if wrong:
+            parser.error(f"with --exp (the stage) the options {', '.join('--' + n.replace('_', '-') for n in wrong)} "
+                         "do not apply; they go with --scores")
+    else:
+        wrong = [n for n in STAGE_ONLY_OPTIONS if given(n)]
+        if wrong:
+            parser.error("--force applies to the stage (--exp) only")
+
+
+def cmd_fuse(args: argparse.Namespace) -> int:
+    if args.exp is not None:
+        return run_stage_command(STAGE_BY_NAME["fuse"], args)
+    # Lazy: fusing and tuning load scikit-learn and scipy (seconds); --help must not.
+    from hybrid_asd.ensemble.stage import collect_score_tables, load_weights, run_fuse
+
+    if args.out is None:
+        raise HybridASDError("fuse --scores needs --out DIR")
+    paths = collect_score_tables(args.scores, args.detectors)
+    rule, weights = load_weights(args.weights, args.rule)
+    options = _given(args, "normalise", "protocol", "max_fpr", "seed", "grid_step")
+    if args.threshold_quantile is not None:
+        options["thresholds_quantile"] = args.threshold_quantile
+    if args.tune_method is not None:
+        options["method"] = args.tune_method
+    result = run_fuse(paths, args.out, rule=rule, weights=weights, per_domain=args.per_domain, tune=args.tune,
+                      per_machine=args.per_machine, loso=not args.no_loso, **options)
+    if result.get("report"):
+        print(result["report"])
+    print(f"fused scores written to {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.exp is not None:
+        return run_stage_command(STAGE_BY_NAME["evaluate"], args)
+    # Lazy: the evaluator loads scikit-learn (seconds); --help must not.
+    from hybrid_asd.evaluation.official import evaluate_folder
+
+    clips = None
+    if args.data_root is not None:
+        clips = [c for c in scan(args.data_root, machines=args.machine or None).clips if c.split == "test"]
+    if args.ground_truth is None and clips is None:
+        raise HybridASDError("evaluate --scores needs --ground-truth DIR or --data-root ROOT for the labels")
+    results = evaluate_folder(args.scores, ground_truth=args.ground_truth, clips=clips, out_csv=args.out,
+                              machines=args.machine or None, **_given(args, "protocol", "max_fpr"))
+    print(results.format())
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+# --- other commands ------------------------------------------------------------------------------
+def cmd_manifest(args: argparse.Namespace) -> int:
     manifest = scan(args.root, machines=args.machine or None, ground_truth=args.ground_truth)
     print(manifest.summary())
     if args.out:
@@ -67,113 +220,33 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from hybrid_asd.data.synthetic import generate
+    from hybrid_asd.data.synthetic import generate  # lazy: the generator loads scipy.signal (a second)
 
-    summary = generate(args.out, preset=args.preset, seed=args.seed if args.seed is not None else 0,
-                       machines=args.machines or None, overwrite=args.overwrite,
-                       progress=_progress(args), workers=args.workers)
+    summary = generate(args.out, preset=args.preset, machines=args.machines or None, overwrite=args.overwrite,
+                       progress=_progress(args), workers=args.workers, **_given(args, "seed"))
     print(summary)
     return 0
 
 
-def cmd_prepare(args: argparse.Namespace) -> int:
-    from hybrid_asd.experiment import Experiment
-    from hybrid_asd.pipeline import make_config, prepare
-
-    config = make_config(args.config, args.overrides, data_root=args.data_root, machine=args.machine,
-                         seed=args.seed, device=args.device)
-    train, test = prepare(Experiment(args.exp), config, overwrite=args.overwrite)
-    print(f"{args.exp}: {len(train)} train and {len(test)} test clips of {config['data']['machine']}")
-    return 0
-
-
-def _stage(fn_name: str, marker: str) -> Handler:
-    def handler(args: argparse.Namespace) -> int:
-        from hybrid_asd import pipeline
-
-        exp, config, device = _experiment_and_config(args)
-        if args.force:
-            exp.clear_stage(marker)
-        elif exp.stage_done(marker, config):
-            print(f"{exp.root}: stage '{marker}' already complete (use --force to rerun)")
-            return 0
-        fn = getattr(pipeline, fn_name)
-        kwargs: dict[str, Any] = {"progress": _progress(args)}
-        if fn_name in ("run_train", "run_extract", "run_fit", "run_score"):
-            kwargs["device"] = device
-        fn(exp, config, **kwargs)
-        return 0
-
-    return handler
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from hybrid_asd.experiment import Experiment
-    from hybrid_asd.pipeline import make_config, run_stages
-
-    config = make_config(args.config, args.overrides, data_root=args.data_root, machine=args.machine,
-                         seed=args.seed, device=args.device)
-    results = run_stages(Experiment(args.exp), config, stage=args.stage, stop_stage=args.stop_stage,
-                         overwrite=args.overwrite, progress=_progress(args))
-    for name, res in (results or {}).items():
-        print(f"== {name}\n{res.format()}")
-    return 0
-
-
-def cmd_fuse(args: argparse.Namespace) -> int:
-    from hybrid_asd.ensemble.stage import run_fuse
-    from hybrid_asd.pipeline import collect_score_tables, load_weights
-
-    paths = collect_score_tables(args.scores, args.detectors)
-    rule, weights = load_weights(args.weights, args.rule)
-    result = run_fuse(paths, args.out, rule=rule, weights=weights, normalise=args.normalise,
-                      per_domain=args.per_domain, tune=args.tune, protocol=args.protocol,
-                      thresholds_quantile=args.threshold_quantile, method=args.tune_method,
-                      grid_step=args.grid_step, per_machine=args.per_machine, loso=not args.no_loso,
-                      seed=args.seed)
-    if result.get("report"):
-        print(result["report"])
-    print(f"fused scores written to {args.out}")
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from hybrid_asd.evaluation.official import evaluate_folder
-
-    clips = None
-    if args.data_root is not None:
-        from hybrid_asd.data.manifest import scan
-
-        clips = [c for c in scan(args.data_root, machines=args.machine or None).clips if c.split == "test"]
-    if args.ground_truth is None and clips is None:
-        raise HybridASDError("evaluate needs --ground-truth DIR or --data-root ROOT for the labels")
-    results = evaluate_folder(args.scores, ground_truth=args.ground_truth, clips=clips,
-                              protocol=args.protocol, out_csv=args.out, machines=args.machine or None)
-    print(results.format())
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
-
-
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from hybrid_asd.detectors.stage import run_adapt
+    from hybrid_asd.detectors.stage import run_adapt  # lazy: loads torch (seconds)
 
-    exp, config, device = _experiment_and_config(args)
-    run_adapt(exp, config, args.clips, device=device, progress=_progress(args))
+    exp = Experiment(args.exp)
+    config = exp.load_config()
+    seed_everything(config.seed)
+    run_adapt(exp, config, args.clips, device=resolve_device(args.device or config.device), progress=_progress(args))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from hybrid_asd.demo import run_demo
+    from hybrid_asd.demo import run_demo  # lazy: loads torch, scikit-learn and matplotlib (seconds)
 
-    run_demo(args.out, seed=args.seed if args.seed is not None else 0, preset=args.preset,
-             device=args.device or "auto", progress=_progress(args), quick=args.quick)
+    run_demo(args.out, preset=args.preset, progress=_progress(args), quick=args.quick,
+             **_given(args, "seed", "device"))
     return 0
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from hybrid_asd.data.download import download
-
     paths = download(args.dest, dataset=args.dataset, parts=args.parts, machines=args.machines or None,
                      base_url=args.base_url, progress=_progress(args))
     print(f"{len(paths)} archive(s) complete under {args.dest}")
@@ -181,7 +254,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from hybrid_asd.checkpoints import publish
+    from hybrid_asd.checkpoints import publish  # lazy: loads torch (seconds)
 
     out = publish(args.exp, args.name, dest=args.dest, command=args.command or "", overwrite=args.overwrite)
     print(f"published {out}")
@@ -189,7 +262,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hybrid_asd.evaluation.report import write_reports
+    from hybrid_asd.evaluation.report import write_reports  # lazy: loads matplotlib and scikit-learn (seconds)
 
     for path in write_reports(args.exps, detectors=args.detectors, overlay=not args.no_overlay,
                               embedding=args.embedding):
@@ -198,8 +271,84 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------------
+STAGE_BY_NAME = {stage.name: stage for stage in STAGES}
+
+
+FREE_STANDING_HELP = {
+    "fuse": "; with --scores: fuse score tables of several experiments, --tune the weights",
+    "evaluate": "; with --scores: the official table of folders of official score files",
+}
+
+
+def stage_help(stage: Stage) -> str:
+    return f"stage {stage.number}: {stage.help}{FREE_STANDING_HELP.get(stage.name, '')}"
+
+
+def add_stage_parser(sub: argparse._SubParsersAction, stage: Stage) -> argparse.ArgumentParser:
+    p = sub.add_parser(stage.name, aliases=list(stage.aliases), help=stage_help(stage), description=stage_help(stage))
+    add_exp(p, required=stage.name not in ("fuse", "evaluate"))
+    if stage.takes_device:
+        add_device(p)
+    add_progress(p)
+    p.add_argument("--force", action="store_true", help="rerun even if the stage already completed")
+    p.set_defaults(func=stage_handler(stage))
+    return p
+
+
+def add_fuse_options(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("With --exp: stage 7 on one experiment folder (its config's ensemble section). With --scores: "
+                "fuse score tables of one or more experiments into --out, optionally tuning the weights.")
+    p.add_argument("--scores", nargs="+", type=Path, default=None,
+                   help="experiment folders (their scores/*.csv) or score-table CSV files")
+    p.add_argument("--detectors", nargs="+", default=None, help="detector ids to fuse (default: all found)")
+    p.add_argument("--out", type=Path, default=None, help="output folder for fused.csv, weights.yaml, submission/")
+    p.add_argument("--rule", choices=RULES.names(), default=None,
+                   help=f"fusion rule (default: the --weights file's, else {ENSEMBLE.rule})")
+    p.add_argument("--weights", type=Path, default=None, help="YAML with ensemble: {rule, weights} (e.g. from --tune)")
+    p.add_argument("--normalise", choices=NORMALISERS, default=None, help=f"default {ENSEMBLE.normalise}")
+    p.add_argument("--per-domain", action="store_true", help="z-normalisation statistics per domain too")
+    p.add_argument("--tune", action="store_true", help="search the weights that maximise the official score")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None, help=f"default {EVALUATION.protocol}")
+    p.add_argument("--threshold-quantile", type=float, default=None,
+                   help=f"decision threshold quantile (default {EVALUATION.threshold_quantile})")
+    p.add_argument("--max-fpr", type=float, default=None, help=f"pAUC max FPR (default {EVALUATION.max_fpr})")
+    p.add_argument("--tune-method", choices=TUNE_METHODS, default=None,
+                   help=f"default {TUNE.method} (grid up to 4 detectors, else optimiser)")
+    p.add_argument("--grid-step", type=float, default=None,
+                   help=f"simplex grid step for --tune (default {TUNE.grid_step})")
+    p.add_argument("--per-machine", action="store_true", help="tune one weight set per machine type")
+    p.add_argument("--no-loso", action="store_true", help="skip leave-one-section-out estimates")
+    p.add_argument("--seed", type=int, default=None, help="seed of the optimiser (default 0)")
+
+
+def add_evaluate_options(p: argparse.ArgumentParser) -> None:
+    p.epilog = ("With --exp: stage 8 on one experiment folder. With --scores: the official table of folders of "
+                "official anomaly_score_*.csv files, labels from --ground-truth or --data-root.")
+    p.add_argument("--scores", nargs="+", type=Path, default=None, help="folder(s) of anomaly_score_*.csv files")
+    p.add_argument("--ground-truth", type=Path, default=None, help="folder of ground_truth_*.csv")
+    p.add_argument("--data-root", type=Path, default=None, help="labelled data root (instead of --ground-truth)")
+    p.add_argument("--machine", action="append", help="only this machine type from --data-root (repeatable)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None, help=f"default {EVALUATION.protocol}")
+    p.add_argument("--max-fpr", type=float, default=None, help=f"pAUC max FPR (default {EVALUATION.max_fpr})")
+    p.add_argument("--out", type=Path, default=None, help="write the result table CSV here")
+
+
+class Parser(argparse.ArgumentParser):
+    """Checks that need several options at once (``fuse``/``evaluate``: --exp or --scores)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        checked = getattr(parsed, "mode_check", None)
+        if checked is not None:
+            sub, folder_options = checked
+            if (parsed.exp is None) == (parsed.scores is None):
+                sub.error("give either --exp EXP (the stage) or --scores ... (score tables from anywhere)")
+            check_mode(parsed, sub, folder_options)
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hybrid-asd",
         description="Anomalous sound detection under domain shift: OE + inlier-model hybrids (DCASE 2021 Task 2).",
     )
@@ -218,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="generate the built-in synthetic data set (DCASE 2021 layout)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--preset", default="demo", help="tiny | demo | full (default demo)")
+    p.add_argument("--preset", choices=SYNTH_PRESETS, default="demo", help="data set size (default demo)")
     p.add_argument("--seed", type=int, default=None, help="seed (default 0); same seed, same bytes")
     p.add_argument("--machines", nargs="+", default=None, help="machine types (default: the preset's)")
     p.add_argument("--workers", type=int, default=1, help="processes for generation (default 1)")
@@ -226,68 +375,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress(p)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("prepare", help="stage 1: resolve the config and list the machine type's clips into --exp")
-    add_exp(p)
-    add_config_options(p)
-    add_device(p)
-    p.add_argument("--overwrite", action="store_true", help="replace a different saved config")
-    p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("stages", help="list the pipeline stages: number, name, config sections they read")
+    p.add_argument("--names", action="store_true", help="one 'NUMBER NAME' line per stage (for scripts)")
+    p.set_defaults(func=cmd_stages)
 
-    stage_help = {
-        "features": ("run_features", "features", "stage 2: compute and cache log-mel features of every clip"),
-        "train": ("run_train", "train", "stage 3: train the section-identification feature extractor"),
-        "extract": ("run_extract", "extract", "stage 4: write embeddings and OE scores of every clip"),
-        "fit": ("run_fit", "fit", "stage 5: fit the inlier-model detectors per section and domain"),
-        "score": ("run_score", "score", "stage 6: score test clips; write score tables and official files"),
-        "fuse-exp": ("run_experiment_fuse", "fuse", "stage 7: fuse the experiment's detectors with its ensemble config"),
-        "eval-exp": ("run_experiment_evaluate", "evaluate", "stage 8: evaluate every score table of the experiment"),
-    }
-    for name, (fn_name, marker, help_text) in stage_help.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        add_exp(p)
-        if fn_name in ("run_train", "run_extract", "run_fit", "run_score"):
+    p = sub.add_parser("schema", help="print the JSON Schema of approach configs (for editors and validators)")
+    p.add_argument("--out", type=Path, default=None, help="write it to this file instead")
+    p.set_defaults(func=cmd_schema)
+
+    for stage in STAGES:
+        if stage.name == "prepare":
+            help_text = stage_help(stage)
+            p = sub.add_parser("prepare", help=help_text, description=help_text)
+            add_exp(p)
+            add_config_options(p)
             add_device(p)
-        add_progress(p)
-        p.add_argument("--force", action="store_true", help="rerun even if the stage already completed")
-        p.set_defaults(func=_stage(fn_name, marker))
+            p.add_argument("--overwrite", action="store_true", help="replace a different saved config")
+            p.set_defaults(func=cmd_prepare)
+            continue
+        p = add_stage_parser(sub, stage)
+        if stage.name == "fuse":
+            add_fuse_options(p)
+            p.set_defaults(func=cmd_fuse, mode_check=(p, FUSE_SCORE_OPTIONS[1:]))
+        elif stage.name == "evaluate":
+            add_evaluate_options(p)
+            p.set_defaults(func=cmd_evaluate, mode_check=(p, EVALUATE_SCORE_OPTIONS[1:]))
 
     p = sub.add_parser("run", help="run stages prepare..evaluate for one machine type (--stage/--stop-stage)")
     add_exp(p)
     add_config_options(p)
     add_device(p)
     add_progress(p)
-    p.add_argument("--stage", default="prepare", help="first stage to run (default prepare)")
-    p.add_argument("--stop-stage", default="evaluate", help="last stage to run (default evaluate)")
+    p.add_argument("--stage", type=stage_name, choices=STAGE_NAMES, default=STAGE_NAMES[0], metavar="STAGE",
+                   help=f"first stage, by name or number: {', '.join(STAGE_NAMES)} (default {STAGE_NAMES[0]})")
+    p.add_argument("--stop-stage", type=stage_name, choices=STAGE_NAMES, default=STAGE_NAMES[-1], metavar="STAGE",
+                   help=f"last stage, by name or number (default {STAGE_NAMES[-1]})")
     p.add_argument("--overwrite", action="store_true", help="replace a different saved config")
     p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("fuse", help="z-normalise and fuse score tables of one or more experiments; --tune weights")
-    p.add_argument("--scores", nargs="+", type=Path, required=True,
-                   help="experiment folders (their scores/*.csv) or score-table CSV files")
-    p.add_argument("--detectors", nargs="+", default=None, help="detector ids to fuse (default: all found)")
-    p.add_argument("--out", type=Path, required=True, help="output folder for fused.csv, weights.yaml, submission/")
-    p.add_argument("--rule", default=None, help="weighted_sum | max | min | rank_mean (default weighted_sum)")
-    p.add_argument("--weights", type=Path, default=None, help="YAML with ensemble: {rule, weights} (e.g. from --tune)")
-    p.add_argument("--normalise", default="znorm", help="znorm | none (default znorm)")
-    p.add_argument("--per-domain", action="store_true", help="z-normalisation statistics per domain too")
-    p.add_argument("--tune", action="store_true", help="search the weights that maximise the official score")
-    p.add_argument("--protocol", default="dcase2021", help="dcase2021 | dcase2022")
-    p.add_argument("--threshold-quantile", type=float, default=0.9, help="decision threshold quantile")
-    p.add_argument("--tune-method", default="auto", help="auto (grid up to 4 detectors) | grid | optimiser")
-    p.add_argument("--grid-step", type=float, default=0.1, help="simplex grid step for --tune (default 0.1)")
-    p.add_argument("--per-machine", action="store_true", help="tune one weight set per machine type")
-    p.add_argument("--no-loso", action="store_true", help="skip leave-one-section-out estimates")
-    p.add_argument("--seed", type=int, default=0, help="seed of the optimiser (default 0)")
-    p.set_defaults(func=cmd_fuse)
-
-    p = sub.add_parser("evaluate", help="official AUC/pAUC table of a folder of official score files")
-    p.add_argument("--scores", nargs="+", type=Path, required=True, help="folder(s) of anomaly_score_*.csv files")
-    p.add_argument("--ground-truth", type=Path, default=None, help="folder of ground_truth_*.csv")
-    p.add_argument("--data-root", type=Path, default=None, help="labelled data root (instead of --ground-truth)")
-    p.add_argument("--machine", action="append", help="only this machine type from --data-root (repeatable)")
-    p.add_argument("--protocol", default="dcase2021", help="dcase2021 | dcase2022 (default dcase2021)")
-    p.add_argument("--out", type=Path, default=None, help="write the result table CSV here")
-    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("adapt", help="add new target-domain normal clips to a fitted experiment and refit")
     add_exp(p)
@@ -298,20 +422,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate the demo data, run baselines and hybrids end to end, print the table")
     p.add_argument("--out", type=Path, default=Path("exp/demo"), help="output folder (default exp/demo)")
-    p.add_argument("--preset", default="demo", help="synthetic preset (default demo; tiny for a smoke test)")
+    p.add_argument("--preset", choices=SYNTH_PRESETS, default="demo",
+                   help="synthetic preset (default demo; tiny for a smoke test)")
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     p.add_argument("--quick", action="store_true", help="tiny models and one epoch (smoke test)")
     add_device(p)
     add_progress(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("download", help="download DCASE 2021 Task 2 data from Zenodo (resumable, checksummed)")
+    p = sub.add_parser("download", help="download DCASE Task 2 data from Zenodo (resumable, checksummed)")
     p.add_argument("--dest", type=Path, required=True, help="destination folder")
-    p.add_argument("--dataset", default="dcase2021", help="data set (default dcase2021)")
-    p.add_argument("--parts", nargs="+", default=["dev", "additional", "eval", "ground_truth"],
-                   help="dev additional eval ground_truth (default all)")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="dcase2021", help="data set (default dcase2021)")
+    p.add_argument("--parts", nargs="+", choices=DEFAULT_PARTS, default=list(DEFAULT_PARTS),
+                   help=f"parts to fetch (default all: {' '.join(DEFAULT_PARTS)})")
     p.add_argument("--machines", nargs="+", default=None, help="machine types (default all)")
-    p.add_argument("--base-url", default="https://zenodo.org", help="Zenodo base address (default https://zenodo.org)")
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"Zenodo base address (default {DEFAULT_BASE_URL})")
     add_progress(p)
     p.set_defaults(func=cmd_download)
 
@@ -326,27 +451,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report/ (figures and report.html) for experiment folders")
     p.add_argument("exps", nargs="+", type=Path, help="experiment folders")
     p.add_argument("--detectors", nargs="+", default=None, help="detector ids to show (default: all / fused)")
-    p.add_argument("--embedding", default="pca", help="embedding map: pca | tsne | umap (default pca)")
+    p.add_argument("--embedding", choices=EMBEDDING_METHODS, default="pca", help="embedding map (default pca)")
     p.add_argument("--no-overlay", action="store_true", help="do not overlay several experiments")
     p.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import os
-
     # OpenMP's default busy-waiting makes 2-thread CPU training collapse (41 -> 3 patches/s measured)
     # whenever other processes share the cores; passive waiting costs little otherwise. It must be set
     # before torch loads its OpenMP runtime, i.e. here; a value set by the user wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from hybrid_asd.utils import setup_logging
-
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_file)
     try:
         return int(args.func(args) or 0)
     except HybridASDError as exc:
-        log.error("%s", exc)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            log.error("%s", line)
         return 2
     except KeyboardInterrupt:
         log.error("interrupted; completed outputs are kept (writes are atomic)")

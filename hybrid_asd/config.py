@@ -1,8 +1,14 @@
 """Approach configs: one YAML per approach, nested by stage, with dotted command-line overrides.
 
-Every stage owns its defaults (``hybrid_asd/<stage>/defaults.py``); this module merges a user
-YAML over them, rejects keys that do not exist (naming the dotted key), applies overrides such
-as ``extractor.epochs=1`` and returns the resolved config that is saved with the outputs.
+A config is typed (:class:`Config`, built from the sections each stage owns in
+``hybrid_asd/<stage>/settings.py``) and validated once, when it is loaded: unknown keys, wrong
+types, values out of range, component names missing from their registries, ensemble members that
+are no detector of the config. Every problem is a :class:`~hybrid_asd.errors.ConfigError` line
+naming the dotted key, the bad value and what is allowed; the CLI prints it and exits with 2.
+
+:func:`load_config` reads a YAML file over the defaults, applies ``--set key.path=value``
+overrides (values parsed as YAML) and returns the :class:`Config`; :meth:`Config.to_dict` is the
+resolved config saved beside the outputs (readable YAML, :func:`dump_config`).
 """
 
 from __future__ import annotations
@@ -10,153 +16,199 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import yaml
+from pydantic import Field, ValidationInfo, field_validator
 
+from hybrid_asd.data.settings import DataSettings
+from hybrid_asd.detectors.settings import DetectorEntry
+from hybrid_asd.ensemble.settings import EnsembleSettings
 from hybrid_asd.errors import ConfigError
+from hybrid_asd.evaluation.settings import EvaluationSettings
+from hybrid_asd.extractor.settings import ExtractorSettings
+from hybrid_asd.features.settings import FeatureSettings
+from hybrid_asd.settings import InvalidKey, NonNegativeInt, Section
 
-# Keys whose value is free-form (a component's ``conf``, weights by detector id): their
-# contents are checked by the component that receives them, not against defaults.
-FREE_FORM_KEYS = {"conf", "weights"}
-
-
-def default_config() -> dict[str, Any]:
-    """The full default config (a fresh copy)."""
-    from hybrid_asd.data.defaults import DATA_DEFAULTS
-    from hybrid_asd.detectors.defaults import DETECTOR_DEFAULTS, DETECTOR_ENTRY_DEFAULTS
-    from hybrid_asd.ensemble.defaults import ENSEMBLE_DEFAULTS
-    from hybrid_asd.evaluation.defaults import EVALUATION_DEFAULTS
-    from hybrid_asd.extractor.defaults import EXTRACTOR_DEFAULTS
-    from hybrid_asd.features.defaults import FEATURE_DEFAULTS
-
-    del DETECTOR_ENTRY_DEFAULTS  # list entries are checked in _validate_detectors
-    return copy.deepcopy(
-        {
-            "name": "unnamed",
-            "description": "",
-            "seed": 0,
-            "device": "auto",
-            "data": DATA_DEFAULTS,
-            "features": FEATURE_DEFAULTS,
-            "extractor": EXTRACTOR_DEFAULTS,
-            "detectors": DETECTOR_DEFAULTS,
-            "ensemble": ENSEMBLE_DEFAULTS,
-            "evaluation": EVALUATION_DEFAULTS,
-        }
-    )
+OE_SCORES = "oe"  # the extractor's score table (hybrid_asd.extractor.stage)
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
+DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
 
 
-def merge(base: dict[str, Any], update: dict[str, Any], *, prefix: str = "") -> dict[str, Any]:
-    """Deep-merge ``update`` into a copy of ``base``; keys absent from ``base`` are errors."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        dotted = f"{prefix}{key}"
-        if key not in out:
-            raise ConfigError(
-                f"config key {dotted!r} does not exist; known keys here: {sorted(out)}"
-            )
-        if isinstance(out[key], dict) and isinstance(value, dict) and key not in FREE_FORM_KEYS:
-            out[key] = merge(out[key], value, prefix=dotted + ".")
-        elif out[key] is None and isinstance(value, dict) and key == "extractor":
-            out[key] = value
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def check_device(device: str) -> str:
+    """``device`` if it names a device kind we support, else a ConfigError listing them."""
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise ConfigError(f"device {device!r} is not one of {DEVICES_HELP}")
+    return device
+
+
+class Config(Section):
+    """The resolved config of one approach: what every stage reads."""
+
+    name: str = "unnamed"
+    description: str = ""
+    seed: NonNegativeInt = 0
+    device: str = Field("auto", pattern=DEVICE_PATTERN.pattern)  # auto | cpu | cuda | cuda:N | mps
+    data: DataSettings = Field(default_factory=DataSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
+    extractor: ExtractorSettings | None = Field(default_factory=ExtractorSettings)  # null: no extractor
+    detectors: list[DetectorEntry] = Field(default_factory=list)
+    ensemble: EnsembleSettings = Field(default_factory=EnsembleSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, device: Any) -> Any:
+        if isinstance(device, str) and not DEVICE_PATTERN.fullmatch(device):
+            raise ValueError(f"must be one of {DEVICES_HELP}")
+        return device
+
+    @field_validator("detectors")
+    @classmethod
+    def _detectors_fit_the_config(cls, detectors: list[DetectorEntry], info: ValidationInfo) -> list[DetectorEntry]:
+        seen: set[str] = set()
+        for i, entry in enumerate(detectors):
+            if entry.id in seen:
+                raise InvalidKey(f"{i}.id", entry.id, "duplicate detector id; give each entry a unique 'id'")
+            seen.add(entry.id)
+            if entry.input == "embedding" and "extractor" in info.data and info.data["extractor"] is None:
+                raise InvalidKey(f"{i}.input", entry.input, "needs an extractor, and this config has "
+                                                            "'extractor: null'; use logmel_stats or logmel_frames")
+        return detectors
+
+    @field_validator("ensemble")
+    @classmethod
+    def _members_exist(cls, ensemble: EnsembleSettings, info: ValidationInfo) -> EnsembleSettings:
+        if "detectors" not in info.data or "extractor" not in info.data:
+            return ensemble  # reported already
+        ids = score_table_ids(info.data["detectors"], info.data["extractor"] is not None)
+        for i, member in enumerate(ensemble.members or []):
+            if member not in ids:
+                raise InvalidKey(f"members.{i}", member, f"is no score table of this config; known: {', '.join(ids)}")
+        if ensemble.members and len(set(ensemble.members)) != len(ensemble.members):
+            raise InvalidKey("members", ensemble.members, "lists a detector twice")
+        fused = ensemble.members or ids
+        per_machine = any(isinstance(v, Mapping) for v in ensemble.weights.values())
+        for key, value in ensemble.weights.items():
+            for detector in (value if per_machine else {key: value}):
+                if detector not in fused:
+                    where = f"weights.{key}.{detector}" if per_machine else f"weights.{key}"
+                    raise InvalidKey(where, (value[detector] if per_machine else value),
+                                     f"{detector!r} is not fused; fused: {', '.join(fused)}")
+        return ensemble
+
+    # --- views -----------------------------------------------------------------------------------
+    @property
+    def score_tables(self) -> list[str]:
+        """Ids of the score tables the stages write: the OE scores (with an extractor), then the detectors."""
+        return score_table_ids(self.detectors, self.extractor is not None)
+
+    def sections(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The named top-level keys of the resolved config (what a stage's marker fingerprints)."""
+        resolved = self.to_dict()
+        return {key: resolved[key] for key in keys}
+
+
+def score_table_ids(detectors: Iterable[DetectorEntry], has_extractor: bool) -> list[str]:
+    return ([OE_SCORES] if has_extractor else []) + [entry.id for entry in detectors]
+
+
+# --- loading ------------------------------------------------------------------------------------
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file; ConfigError naming the file when it is missing or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults <- YAML file <- ``key.path=value`` overrides, validated once. Errors name the key and
+    where its value came from (the file, or ``--set``)."""
+    tree = read_yaml_mapping(path) if path is not None else {}
+    overridden: list[str] = []
+    for text in overrides:
+        tree = apply_override(tree, text)
+        overridden.append(text.split("=", 1)[0].strip())
+
+    def source(key: str) -> str:
+        if any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in overridden):
+            return "--set"
+        return str(path) if path is not None else ""
+
+    return Config.parse(tree, source=source)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` -> (["a","b","c"], yaml-parsed value)."""
+    """``a.b.c=value`` -> (["a","b","c"], YAML-parsed value)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form key.path=value")
     key, raw = text.split("=", 1)
-    if not key:
+    if not key.strip():
         raise ConfigError(f"override {text!r} has an empty key")
-    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({' '.join(str(exc).split())})") from None
+    return key.strip().split("."), value
 
 
-def apply_override(config: dict[str, Any], text: str) -> dict[str, Any]:
+def apply_override(tree: Mapping[str, Any], text: str) -> dict[str, Any]:
+    """A copy of the config ``tree`` (as written, or resolved) with one ``key.path=value`` override.
+
+    Mappings missing on the way are created (a YAML entry need not spell out a key to override it);
+    whether the key exists is checked when the result is validated, which names the known keys.
+    """
     keys, value = parse_override(text)
-    out = copy.deepcopy(config)
+    out = copy.deepcopy(dict(tree))
     node: Any = out
     for i, key in enumerate(keys):
         dotted = ".".join(keys[: i + 1])
-        last = i == len(keys) - 1
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
                 raise ConfigError(f"override {text!r}: {dotted!r} is not a valid list index")
             key = int(key)  # type: ignore[assignment]
         elif not isinstance(node, dict):
             raise ConfigError(f"override {text!r}: {'.'.join(keys[:i])!r} is not a mapping")
-        elif key not in node and not _inside_free_form(keys[:i]):
-            raise ConfigError(f"config key {dotted!r} does not exist (override {text!r})")
-        if last:
+        if i == len(keys) - 1:
             node[key] = value
         else:
-            if node[key] is None:
+            if isinstance(node, dict) and node.get(key) is None:  # absent, or e.g. 'extractor: null'
                 node[key] = {}
             node = node[key]
     return out
 
 
-def _inside_free_form(keys: list[str]) -> bool:
-    return any(k in FREE_FORM_KEYS for k in keys)
-
-
-def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """Defaults <- YAML file <- overrides; validated. Errors name the offending key."""
-    config = default_config()
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            user = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(user, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        try:
-            config = merge(config, user)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    validate(config)  # fills detector entries with their defaults, so overrides can address every key
-    for text in overrides:
-        config = apply_override(config, text)
-    validate(config)
-    return config
-
-
-def validate(config: dict[str, Any]) -> None:
-    """Checks that need more than the key tree: detector entries and extractor keys."""
-    from hybrid_asd.detectors.defaults import DETECTOR_ENTRY_DEFAULTS
-    from hybrid_asd.extractor.defaults import EXTRACTOR_DEFAULTS
-
-    if config.get("extractor") is not None:
-        config["extractor"] = merge(EXTRACTOR_DEFAULTS, config["extractor"], prefix="extractor.")
-    detectors = config.get("detectors") or []
-    if not isinstance(detectors, list):
-        raise ConfigError("config key 'detectors' must be a list of {name, input, conf, ...}")
-    seen: set[str] = set()
-    for i, entry in enumerate(detectors):
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise ConfigError(f"detectors.{i}: each detector needs a 'name'")
-        full = merge(DETECTOR_ENTRY_DEFAULTS, entry, prefix=f"detectors.{i}.")
-        full["id"] = full.get("id") or full["name"]
-        if full["id"] in seen:
-            raise ConfigError(f"detectors.{i}: duplicate detector id {full['id']!r}; set a unique 'id'")
-        seen.add(full["id"])
-        detectors[i] = full
-
-
+# --- saving -------------------------------------------------------------------------------------
 def fingerprint(obj: Any) -> str:
     """A short stable hash of a (sub)config, for cache keys and stage markers."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def dump_config(config: dict[str, Any]) -> str:
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+def dump_config(config: Config | Mapping[str, Any]) -> str:
+    """Readable YAML of a resolved config (keys in their defined order)."""
+    tree = config.to_dict() if isinstance(config, Config) else dict(config)
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False)
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of an approach YAML (shipped as ``hybrid_asd/configs/config.schema.json``)."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hybrid_asd approach config"
+    return schema
+
+
+__all__ = [
+    "Config", "DEVICES_HELP", "OE_SCORES", "apply_override", "check_device", "config_schema", "dump_config",
+    "fingerprint", "load_config", "parse_override", "read_yaml_mapping",
+]

@@ -25,10 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hybrid_asd.config import load_config
+from hybrid_asd.config import Config, load_config
+from hybrid_asd.data.synthetic import generate
+from hybrid_asd.ensemble.fusion import FUSED_NAME
+from hybrid_asd.ensemble.stage import run_fuse
 from hybrid_asd.errors import DataError
+from hybrid_asd.evaluation.metrics import evaluate_scores
+from hybrid_asd.evaluation.report import write_reports
 from hybrid_asd.experiment import Experiment
-from hybrid_asd.utils import atomic_write_json, atomic_write_text
+from hybrid_asd.pipeline import run_stages
+from hybrid_asd.scores import ScoreTable
+from hybrid_asd.utils import atomic_write_json, atomic_write_text, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +70,6 @@ TUNED_MEMBERS = [("demo_baselines", "ae"), ("demo_hybrid", "oe"), ("demo_hybrid"
 
 def ensure_data(data_root: Path, preset: str, seed: int, progress: bool) -> list[str]:
     """Generate the synthetic data unless the same preset and seed are already there."""
-    from hybrid_asd.data.synthetic import generate
-
     record = data_root / "synthetic.json"
     if record.is_file():
         meta = json.loads(record.read_text())
@@ -78,7 +83,7 @@ def ensure_data(data_root: Path, preset: str, seed: int, progress: bool) -> list
     return sorted(p.name for p in data_root.iterdir() if p.is_dir())
 
 
-def demo_config(name: str, data_root: Path, machine: str, seed: int, device: str, quick: bool) -> dict[str, Any]:
+def demo_config(name: str, data_root: Path, machine: str, seed: int, device: str, quick: bool) -> Config:
     overrides = [f"data.root={data_root.resolve()}", f"data.machine={machine}", f"seed={seed}", f"device={device}"]
     if quick:
         overrides += QUICK_OVERRIDES[name]
@@ -87,12 +92,10 @@ def demo_config(name: str, data_root: Path, machine: str, seed: int, device: str
 
 def run_experiments(out: Path, machines: list[str], data_root: Path, *, seed: int, device: str,
                     quick: bool, progress: bool) -> dict[str, list[Experiment]]:
-    from hybrid_asd.pipeline import run_stages
-
     exps: dict[str, list[Experiment]] = {name: [] for name in DEMO_CONFIGS}
     for machine in machines:
         for name in DEMO_CONFIGS:
-            exp = Experiment(out / "exp" / name / machine / f"seed{seed}")
+            exp = Experiment.for_run(out / "exp", name, machine, seed)
             config = demo_config(name, data_root, machine, seed, device, quick)
             log.info("=== %s / %s", name, machine)
             run_stages(exp, config, overwrite=True, progress=progress)
@@ -101,32 +104,26 @@ def run_experiments(out: Path, machines: list[str], data_root: Path, *, seed: in
 
 
 def member_paths(exps: dict[str, list[Experiment]], members: list[tuple[str, str]]) -> list[Path]:
-    return [exp.root / "scores" / f"{det}.csv" for config_name, det in members for exp in exps[config_name]]
+    return [exp.score_table_path(det) for config_name, det in members for exp in exps[config_name]]
 
 
 def system_results(out: Path, exps: dict[str, list[Experiment]]) -> dict[str, Any]:
     """Evaluate each system over all machine types (score tables concatenated)."""
-    from hybrid_asd.ensemble.stage import run_fuse
-    from hybrid_asd.evaluation.metrics import evaluate_scores
-    from hybrid_asd.scores import ScoreTable
-
     results = {}
     for label, config_name, table_id in SYSTEMS:
         tables = []
         for exp in exps[config_name]:
-            path = exp.root / ("fused/fused.csv" if table_id == "fused" else f"scores/{table_id}.csv")
+            path = exp.fusion.fused if table_id == FUSED_NAME else exp.score_table_path(table_id)
             tables.append(ScoreTable.from_csv(path, table_id))
         results[label] = evaluate_scores(ScoreTable.concat(tables, table_id))
     for i, (label, rule, members) in enumerate(CROSS_FUSIONS):
-        run_fuse(member_paths(exps, members), out / f"fused_cross{i}", rule=rule)
-        results[label] = evaluate_scores(ScoreTable.from_csv(out / f"fused_cross{i}" / "fused.csv", "fused"))
+        fused = run_fuse(member_paths(exps, members), out / f"fused_cross{i}", rule=rule)["fused"]
+        results[label] = evaluate_scores(ScoreTable.from_csv(fused, FUSED_NAME))
     return results
 
 
 def tuned_fusion(out: Path, exps: dict[str, list[Experiment]]) -> dict[str, Any]:
     """Fuse AE, OE, kNN and Mahalanobis with tuned weights (leave-one-section-out reported)."""
-    from hybrid_asd.ensemble.stage import run_fuse
-
     return run_fuse(member_paths(exps, TUNED_MEMBERS), out / "fused_tuned", tune=True)
 
 
@@ -155,8 +152,6 @@ def format_table(results: dict[str, Any], tuned: dict[str, Any] | None) -> str:
 def run_demo(out: str | Path = "exp/demo", *, seed: int = 0, preset: str = "demo", device: str = "auto",
              progress: bool = True, quick: bool = False) -> dict[str, Any]:
     """Run the demo into ``out``; print and return the results table."""
-    from hybrid_asd.utils import resolve_device
-
     out = Path(out)
     start = time.perf_counter()
     data_root = out / "data"
@@ -183,8 +178,6 @@ def run_demo(out: str | Path = "exp/demo", *, seed: int = 0, preset: str = "demo
 
 
 def write_demo_reports(exps: dict[str, list[Experiment]]) -> list[Path]:
-    from hybrid_asd.evaluation.report import write_reports
-
     paths: list[Path] = []
     for name in DEMO_CONFIGS:
         for exp in exps[name]:

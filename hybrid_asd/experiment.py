@@ -1,154 +1,226 @@
-"""The experiment folder: the only channel between stages.
+"""The experiment folder: the only channel between stages, and the only code that knows its layout.
 
-Layout (one folder per approach, machine type and seed, e.g. ``exp/<recipe>/<machine>/seed<k>/``)::
+Layout (one folder per approach, machine type and seed, ``exp/<approach>/<machine>/seed<k>/``)::
 
     config.yaml          resolved config (written once; a different config is refused)
-    logs/<stage>.log     one log per stage
+    logs/<stage>.log     one log per stage (written by the recipes)
     manifest/            train.csv, test.csv: the clip lists of this machine type
     extractor/           checkpoint.pt (+ train_state.pt while training), train_log.csv
     embeddings/          clips.csv, embeddings.npy (rows aligned with clips.csv)
-    detectors/<id>/      fitted detectors, one folder per detector id
+    detectors/<id>/      section_<nn>/ (or all/) fitted models, train_scores.csv (out-of-fold)
     scores/<id>.csv      score tables (see hybrid_asd.scores); OE scores as scores/oe.csv
-    fused/               fused.csv, weights.yaml
-    submission/<id>/     official anomaly_score_*/decision_result_* files
-    eval/                result tables
-    .done/<stage>        completion markers holding the fingerprint of the config they used
+    submission/<id>/     official anomaly_score_*/decision_result_* files of each score table
+    fused/               fused.csv, weights.yaml, tuning.txt, submission/
+    eval/result_<id>.csv official result tables
+    report/              figures, manifest.json, report.html
+    .done/<stage>        completion markers holding the fingerprint of the config sections they used
+
+Every path is an accessor here; reading one never creates anything (writers create the parent
+folders of what they write, see :func:`hybrid_asd.utils.atomic_path`).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hybrid_asd.config import dump_config, fingerprint, merge
+from hybrid_asd.config import Config, dump_config, fingerprint, read_yaml_mapping
+from hybrid_asd.data.clips import Clip, read_clip_list, write_clip_list
 from hybrid_asd.errors import StageError
+from hybrid_asd.stages import STAGES, fingerprint_keys, stages_after
 from hybrid_asd.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# Which config sections each stage depends on (for completion markers).
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "prepare": ("data",),
-    "features": ("data", "features"),
-    "train": ("data", "features", "extractor", "seed"),
-    "extract": ("data", "features", "extractor", "seed"),
-    "fit": ("data", "features", "extractor", "detectors", "seed"),
-    "score": ("data", "features", "extractor", "detectors", "seed"),
-    "fuse": ("data", "features", "extractor", "detectors", "ensemble", "seed"),
-    "evaluate": ("data", "features", "extractor", "detectors", "ensemble", "evaluation", "seed"),
-}
+
+@dataclass(frozen=True)
+class ExtractorFiles:
+    """What training the extractor writes into its folder."""
+
+    folder: Path
+    checkpoint: Path
+    train_state: Path  # resumable state while training; removed when the checkpoint is written
+    train_log: Path
+
+    @classmethod
+    def in_folder(cls, folder: str | Path) -> "ExtractorFiles":
+        folder = Path(folder)
+        return cls(folder, folder / "checkpoint.pt", folder / "train_state.pt", folder / "train_log.csv")
+
+
+@dataclass(frozen=True)
+class FusionFiles:
+    """What fusing score tables writes into its output folder (an experiment's ``fused/`` or any
+    ``hybrid-asd fuse --out`` folder)."""
+
+    folder: Path
+    fused: Path  # the fused score table
+    weights: Path  # ensemble: {rule, weights, ...}, a config fragment
+    tuning: Path  # the tuning report (fuse --tune only)
+    submission: Path  # official files of the fused scores
+
+    @classmethod
+    def in_folder(cls, folder: str | Path) -> "FusionFiles":
+        folder = Path(folder)
+        return cls(folder, folder / "fused.csv", folder / "weights.yaml", folder / "tuning.txt", folder / "submission")
 
 
 class Experiment:
+    """One experiment folder; see the module docstring for its layout."""
+
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    # --- folders ---------------------------------------------------------------------------
-    def dir(self, name: str) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    @classmethod
+    def for_run(cls, exp_root: str | Path, approach: str, machine: str, seed: int) -> "Experiment":
+        """The conventional folder ``<exp_root>/<approach>/<machine>/seed<seed>`` (as the recipes use)."""
+        return cls(Path(exp_root) / approach / machine / f"seed{seed}")
 
+    @classmethod
+    def of_score_table(cls, path: str | Path) -> "Experiment | None":
+        """The experiment a ``scores/<id>.csv`` file belongs to, or None for a score table elsewhere."""
+        path = Path(path)
+        return cls(path.parent.parent) if path.parent.name == "scores" else None
+
+    def __repr__(self) -> str:
+        return f"Experiment({str(self.root)!r})"
+
+    # --- paths ---------------------------------------------------------------------------------------
     @property
     def config_path(self) -> Path:
         return self.root / "config.yaml"
 
-    @property
-    def manifest_dir(self) -> Path:
-        return self.dir("manifest")
+    def log_path(self, stage: str) -> Path:
+        return self.root / "logs" / f"{stage}.log"
+
+    def manifest_path(self, split: str) -> Path:
+        """``manifest/train.csv`` or ``manifest/test.csv``."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        return self.root / "manifest" / f"{split}.csv"
 
     @property
-    def extractor_dir(self) -> Path:
-        return self.dir("extractor")
+    def extractor(self) -> ExtractorFiles:
+        return ExtractorFiles.in_folder(self.root / "extractor")
 
     @property
-    def embeddings_dir(self) -> Path:
-        return self.dir("embeddings")
+    def embedding_clips_path(self) -> Path:
+        return self.root / "embeddings" / "clips.csv"
 
     @property
-    def detectors_dir(self) -> Path:
-        return self.dir("detectors")
+    def embeddings_path(self) -> Path:
+        return self.root / "embeddings" / "embeddings.npy"
+
+    def detector_dir(self, detector_id: str) -> Path:
+        return self.root / "detectors" / detector_id
+
+    def detector_model_dir(self, detector_id: str, group: str) -> Path:
+        """A fitted model of one group (``section_<nn>``, or ``all`` for one model of every section)."""
+        return self.detector_dir(detector_id) / group
+
+    def detector_train_scores_path(self, detector_id: str) -> Path:
+        return self.detector_dir(detector_id) / "train_scores.csv"
+
+    def score_table_path(self, table_id: str) -> Path:
+        return self.root / "scores" / f"{table_id}.csv"
+
+    def score_table_paths(self) -> dict[str, Path]:
+        """Every score table present, by id (sorted)."""
+        folder = self.root / "scores"
+        return {p.stem: p for p in sorted(folder.glob("*.csv"))} if folder.is_dir() else {}
+
+    def submission_dir(self, table_id: str) -> Path:
+        return self.root / "submission" / table_id
 
     @property
-    def scores_dir(self) -> Path:
-        return self.dir("scores")
+    def fusion(self) -> FusionFiles:
+        return FusionFiles.in_folder(self.root / "fused")
+
+    def result_path(self, table_id: str) -> Path:
+        """The official result table of one score table (``fused`` for the fused one)."""
+        return self.root / "eval" / f"result_{table_id}.csv"
 
     @property
-    def fused_dir(self) -> Path:
-        return self.dir("fused")
+    def report_dir(self) -> Path:
+        return self.root / "report"
 
-    @property
-    def submission_dir(self) -> Path:
-        return self.dir("submission")
+    def marker_path(self, stage: str) -> Path:
+        return self.root / ".done" / stage
 
-    @property
-    def eval_dir(self) -> Path:
-        return self.dir("eval")
+    def require(self, path: Path, stage: str) -> Path:
+        """``path``, or a StageError naming the stage that produces it when it is missing."""
+        if not path.exists():
+            raise StageError(f"{path} is missing: run the '{stage}' stage first")
+        return path
 
-    @property
-    def logs_dir(self) -> Path:
-        return self.dir("logs")
+    # --- clip lists --------------------------------------------------------------------------------
+    def write_clips(self, split: str, clips: list[Clip]) -> None:
+        write_clip_list(self.manifest_path(split), clips)
 
-    # --- config ----------------------------------------------------------------------------
-    def load_config(self) -> dict[str, Any]:
+    def train_clips(self) -> list[Clip]:
+        """The machine type's normal training clips (the 'prepare' stage's list)."""
+        return read_clip_list(self.require(self.manifest_path("train"), "prepare"))
+
+    def test_clips(self) -> list[Clip]:
+        """The test clips; empty when the data root has none."""
+        path = self.manifest_path("test")
+        return read_clip_list(path) if path.is_file() else []
+
+    # --- config ------------------------------------------------------------------------------------
+    def load_config(self) -> Config:
+        """The saved resolved config, validated (an old or hand-edited file gets the same checks)."""
         if not self.config_path.is_file():
             raise StageError(f"{self.root}: no config.yaml; run an earlier stage (e.g. 'hybrid-asd prepare') first")
-        return yaml.safe_load(self.config_path.read_text())
+        return Config.parse(read_yaml_mapping(self.config_path), source=str(self.config_path))
 
-    def init(self, config: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
+    def init(self, config: Config, *, overwrite: bool = False) -> Config:
         """Save ``config`` as this experiment's resolved config.
 
         If a different config is already saved, refuse (naming the first differing key) unless
         ``overwrite``; stages whose inputs changed lose their completion markers then.
         """
         if self.config_path.is_file():
-            old = self.load_config()
-            if old != config:
-                diff = first_difference(old, config)
+            old = read_yaml_mapping(self.config_path)
+            new = config.to_dict()
+            if old != new:
+                diff = first_difference(old, new)
                 if not overwrite:
                     raise StageError(
                         f"{self.root} already holds a different config (first difference at {diff!r}); "
                         "use another experiment folder or pass --overwrite"
                     )
                 log.warning("config changed at %r; invalidating affected stages", diff)
-                for stage in STAGE_INPUTS:
-                    if not self.stage_done(stage, config):
-                        self.clear_stage(stage)
-        self.root.mkdir(parents=True, exist_ok=True)
+                for stage in STAGES:
+                    if not self.stage_done(stage.name, config):
+                        self.clear_stage(stage.name)
         atomic_write_text(self.config_path, dump_config(config))
         return config
 
-    # --- stage markers ---------------------------------------------------------------------
-    def _marker(self, stage: str) -> Path:
-        return self.root / ".done" / stage
+    # --- completion markers ------------------------------------------------------------------------
+    def stage_fingerprint(self, stage: str, config: Config) -> str:
+        """Hash of the config keys that ``stage`` depends on (see :func:`hybrid_asd.stages.fingerprint_keys`)."""
+        return fingerprint(config.sections(fingerprint_keys(stage)))
 
-    def stage_fingerprint(self, stage: str, config: dict[str, Any]) -> str:
-        keys = STAGE_INPUTS.get(stage, tuple(config))
-        return fingerprint({k: config.get(k) for k in keys})
-
-    def stage_done(self, stage: str, config: dict[str, Any]) -> bool:
-        marker = self._marker(stage)
+    def stage_done(self, stage: str, config: Config) -> bool:
+        marker = self.marker_path(stage)
         return marker.is_file() and marker.read_text().strip() == self.stage_fingerprint(stage, config)
 
-    def mark_done(self, stage: str, config: dict[str, Any]) -> None:
-        atomic_write_text(self._marker(stage), self.stage_fingerprint(stage, config) + "\n")
+    def mark_done(self, stage: str, config: Config) -> None:
+        atomic_write_text(self.marker_path(stage), self.stage_fingerprint(stage, config) + "\n")
 
     def clear_stage(self, stage: str) -> None:
-        marker = self._marker(stage)
-        if marker.exists():
-            marker.unlink()
+        self.marker_path(stage).unlink(missing_ok=True)
 
-    def require(self, path: Path, stage: str) -> Path:
-        """Raise a StageError naming the stage that produces ``path`` when it is missing."""
-        if not path.exists():
-            raise StageError(f"{path} is missing: run the '{stage}' stage first")
-        return path
+    def clear_stages_after(self, stage: str) -> None:
+        """Forget the completion of every stage after ``stage`` (their inputs were rewritten)."""
+        for later in stages_after(stage):
+            self.clear_stage(later.name)
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> str:
+    """The dotted key of the first difference between two config trees."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
             if a.get(key) != b.get(key):
@@ -160,4 +232,4 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> str:
     return prefix.rstrip(".") or "<root>"
 
 
-__all__ = ["Experiment", "STAGE_INPUTS", "first_difference", "merge"]
+__all__ = ["Experiment", "ExtractorFiles", "FusionFiles", "first_difference"]

@@ -7,12 +7,16 @@ import io
 import json
 import logging
 import os
+import platform
 import random
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from hybrid_asd import __version__
+from hybrid_asd.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
-    import torch
+    import torch  # lazy: torch takes seconds to import; only torch callers save with it
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -73,26 +77,41 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
 
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch from one integer; return a NumPy Generator to pass on."""
+    import torch  # lazy: torch takes seconds to import; only commands that compute seed
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        pass
+    torch.manual_seed(seed)
     return np.random.default_rng(seed)
 
 
 def resolve_device(device: str | None = "auto") -> str:
-    """'auto' -> 'cuda' when available, else 'cpu'. An explicit 'cuda' without CUDA is an error."""
-    import torch
+    """'auto' -> 'cuda' when available, else 'cpu'. An explicit 'cuda' (or 'mps') that this machine
+    lacks is a ConfigError."""
+    import torch  # lazy: torch takes seconds to import, and light commands never resolve a device
 
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return str(device)
+    device = str(device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' requested but MPS is not available; use --device cpu")
+    return device
+
+
+def env_world() -> tuple[int, int, int] | None:
+    """``(rank, world_size, local_rank)`` from torchrun's variables, or None outside torchrun."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    return rank, world, int(os.environ.get("LOCAL_RANK", rank))
+
+
+def is_main_process() -> bool:
+    """False in the processes of rank > 0 under torchrun, which must not write shared files."""
+    world = env_world()
+    return world is None or world[0] == 0
 
 
 def setup_logging(level: str | int = "INFO", log_file: str | os.PathLike | None = None) -> None:
@@ -112,10 +131,6 @@ def setup_logging(level: str | int = "INFO", log_file: str | os.PathLike | None 
 
 def package_versions() -> dict[str, str]:
     """Versions of the libraries that determine results, for checkpoint metadata."""
-    import platform
-
-    from hybrid_asd import __version__
-
     out = {"hybrid_asd": __version__, "python": platform.python_version(), "numpy": np.__version__}
     for mod in ("torch", "timm", "sklearn", "faiss", "zuko"):
         try:

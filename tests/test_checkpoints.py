@@ -25,6 +25,7 @@ def test_at_least_one_checkpoint_is_shipped_with_its_card():
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: p.name)
 def test_checkpoint_scores_real_clips(folder, shared_data):
     from hybrid_asd.checkpoints import load_published
+    from hybrid_asd.config import load_config
     from hybrid_asd.extractor.embed import extract
     from hybrid_asd.features.cache import FeatureCache
 
@@ -37,12 +38,10 @@ def test_checkpoint_scores_real_clips(folder, shared_data):
     clips = [c for c in clips if f"{c.machine}/{c.section_name}" in meta["sections"]]
     if not clips:
         pytest.skip(f"no real clips of {sorted(machines)} section 00 in {raw}")
-    import yaml
-
-    config = yaml.safe_load((folder / "config.yaml").read_text())
-    cache = FeatureCache(config["features"], config["data"])
+    config = load_config(folder / "config.yaml")  # the published config validates as it is
+    cache = FeatureCache(config.features, config.data)
     emb, oe = extract(folder / "checkpoint.pt", clips, cache, device="cpu", progress=False)
-    assert emb.shape == (len(clips), config["extractor"]["embedding_dim"])
+    assert emb.shape == (len(clips), config.extractor.embedding_dim)
     assert np.isfinite(emb).all() and np.isfinite(oe).all()
     again, oe_again = extract(folder / "checkpoint.pt", clips, cache, device="cpu", progress=False)
     np.testing.assert_array_equal(emb, again)

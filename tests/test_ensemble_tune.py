@@ -10,7 +10,7 @@ import pytest
 from hybrid_asd.config import load_config
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.ensemble.fusion import fuse
-from hybrid_asd.ensemble.stage import read_score_tables, run_fuse
+from hybrid_asd.ensemble.stage import load_weights, read_score_tables, run_fuse
 from hybrid_asd.ensemble.tune import Evaluator, simplex_grid, tune_weights, values_by_section
 from hybrid_asd.errors import ConfigError, ScoreError
 from hybrid_asd.evaluation.metrics import evaluate_scores, harmonic_mean
@@ -143,14 +143,13 @@ def test_weights_yaml_round_trip_through_load_config(tmp_path, per_machine):
     path = tmp_path / "weights.yaml"
     result.to_yaml(path)
     assert path.read_text().startswith("# Weights tuned")
-    config = load_config(path, overrides=["seed=3"])
-    assert config["ensemble"]["weights"] == result.weights
-    assert config["ensemble"]["rule"] == "weighted_sum"
-    assert config["ensemble"]["members"] == ["knn", "oe"]
+    config = load_config(path, overrides=["seed=3", "detectors=[{name: knn}]"])  # members must exist
+    assert config.ensemble.weights == result.weights
+    assert config.ensemble.rule == "weighted_sum"
+    assert config.ensemble.members == ["knn", "oe"]
     # fusing with the weights read back reproduces the tuned score
-    ens = config["ensemble"]
-    fused = fuse(tables, rule=ens["rule"], weights=ens["weights"], normalise=ens["normalise"],
-                 per_domain=ens["per_domain"])
+    ens = config.ensemble
+    fused = fuse(tables, rule=ens.rule, weights=ens.weights, normalise=ens.normalise, per_domain=ens.per_domain)
     assert evaluate_scores(fused).official_score == pytest.approx(result.score, abs=1e-9)
 
 
@@ -178,7 +177,7 @@ def test_run_fuse_two_experiments_with_tuning(tmp_path):
     fused = ScoreTable.from_csv(out / "fused.csv")
     assert len(fused) == len(tables[0]) and {c.machine for c in fused.clips} == {"fan", "pump"}
     assert (out / "tuning.txt").read_text().startswith("weight tuning")
-    assert load_config(out / "weights.yaml")["ensemble"]["weights"] == result["weights_used"]
+    assert load_weights(out / "weights.yaml", None)[1] == result["weights_used"]
     names = sorted(p.name for p in (out / "submission").iterdir())
     assert "anomaly_score_fan_section_00_source_test.csv" in names
     assert "decision_result_pump_section_01_target_test.csv" in names
@@ -189,8 +188,7 @@ def test_run_fuse_two_experiments_with_tuning(tmp_path):
     # given weights, no tuning: weights.yaml records them
     out2 = tmp_path / "fused_given"
     res2 = run_fuse(paths, out2, rule="rank_mean", weights={"knn": 2.0})
-    cfg = load_config(out2 / "weights.yaml")["ensemble"]
-    assert cfg["rule"] == "rank_mean" and cfg["weights"] == {"knn": 2.0} and res2["tuning"] is None
+    assert load_weights(out2 / "weights.yaml", None) == ("rank_mean", {"knn": 2.0}) and res2["tuning"] is None
     assert not (out2 / "tuning.txt").exists()
 
 

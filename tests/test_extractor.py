@@ -16,7 +16,8 @@ from hybrid_asd.extractor.backbones import BACKBONES, build_backbone, build_mode
 from hybrid_asd.extractor.dataset import PatchDataset, patch_starts, stratified_split
 from hybrid_asd.extractor.heads import HEADS, build_head
 from hybrid_asd.extractor.labels import make_labels, section_names
-from hybrid_asd.extractor.train import lr_factor, resolve_extractor_conf
+from hybrid_asd.extractor.settings import ExtractorSettings
+from hybrid_asd.extractor.train import lr_factor
 
 torch.set_num_threads(1)
 
@@ -187,15 +188,22 @@ def test_unknown_backbone_lists_valid_names():
 
 
 def test_extractor_conf_errors():
+    def resolve(conf):
+        return ExtractorSettings.parse(conf, where="extractor")
+
     with pytest.raises(ConfigError, match="extractor.epoch'"):
-        resolve_extractor_conf({"epoch": 3})
+        resolve({"epoch": 3})
     with pytest.raises(ConfigError, match="extractor.optimizer.momentum"):
-        resolve_extractor_conf({"optimizer": {"momentum": 0.9}})
-    with pytest.raises(ConfigError, match="extractor.optimizer.name"):
-        resolve_extractor_conf({"optimizer": {"name": "sgd"}})
+        resolve({"optimizer": {"momentum": 0.9}})
+    with pytest.raises(ConfigError, match="extractor.optimizer.name = 'sgd': must be 'adam' or 'adamw'"):
+        resolve({"optimizer": {"name": "sgd"}})
     with pytest.raises(ConfigError, match="extractor.input"):
-        resolve_extractor_conf({"input": "frames"})
-    conf = resolve_extractor_conf({"backbone": {"name": "tiny_cnn"}, "head": {"name": "adacos"}, "embedding_dim": 8})
+        resolve({"input": "frames"})
+    with pytest.raises(ConfigError, match="extractor.head.name = 'arcfase': unknown head 'arcfase'"):
+        resolve({"head": {"name": "arcfase"}})
+    with pytest.raises(ConfigError, match=r"extractor.head.conf = .*unknown key\(s\) \['margn'\]"):
+        resolve({"head": {"name": "arcface", "conf": {"margn": 0.1}}})
+    conf = resolve({"backbone": {"name": "tiny_cnn"}, "head": {"name": "adacos"}, "embedding_dim": 8})
     model = build_model(conf, n_classes=4)
     emb, logits = model(torch.randn(2, 1, 16, 16))
     assert emb.shape == (2, 8) and logits.shape == (2, 4)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from hybrid_asd.features.settings import FeatureSettings
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import DataError, StageError
 from hybrid_asd.extractor.checkpoint import load_checkpoint, read_checkpoint
@@ -76,7 +77,7 @@ def test_train_one_epoch_checkpoint_and_softmax_scores_by_hand(tmp_path):
     assert meta["classes"] == ["fan/section_00", "fan/section_01"] and meta["sections"] == meta["classes"]
     assert meta["class_to_section"] == [0, 1] and meta["seed"] == 0 and len(meta["data_fingerprint"]) == 16
     assert {"torch", "timm", "numpy"} <= set(meta["versions"])
-    assert raw["config"]["extractor"]["backbone"]["name"] == "tiny_cnn" and raw["config"]["features"] == FEATURES
+    assert raw["config"]["extractor"]["backbone"]["name"] == "tiny_cnn" and raw["config"]["features"] == FeatureSettings.parse(FEATURES).to_dict()
     assert len(meta["val_paths"]) == 2  # round(10 * 0.1) = 1 clip per section
     log_lines = (tmp_path / "train_log.csv").read_text().splitlines()
     assert log_lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc,seconds,lr" and len(log_lines) == 2
@@ -206,8 +207,7 @@ def test_stages_end_to_end_on_tiny_synthetic(tmp_path):
     from hybrid_asd.data import synthetic
     from hybrid_asd.data.clips import read_clip_list
     from hybrid_asd.experiment import Experiment
-    from hybrid_asd.extractor.stage import run_extract, run_train
-    from hybrid_asd.pipeline import make_config, prepare
+    from hybrid_asd.pipeline import make_config, run_stage
     from hybrid_asd.scores import ScoreTable
 
     synthetic.generate(tmp_path / "data", preset="tiny", machines=["fan"], progress=False,
@@ -217,21 +217,22 @@ def test_stages_end_to_end_on_tiny_synthetic(tmp_path):
         "extractor.optimizer.lr=0.001", "features.n_mels=32",
     ], data_root=tmp_path / "data", machine="fan")
     exp = Experiment(tmp_path / "exp")
-    train, test = prepare(exp, config)
-    ckpt = run_train(exp, config, "cpu", progress=False)
-    assert ckpt == exp.extractor_dir / "checkpoint.pt" and exp.stage_done("train", config)
-    run_extract(exp, config, "cpu", progress=False)
-    clips = read_clip_list(exp.embeddings_dir / "clips.csv")
-    emb = np.load(exp.embeddings_dir / "embeddings.npy")
+    exp.init(config)
+    train, test = run_stage(exp, config, "prepare")
+    ckpt = run_stage(exp, config, "train", device="cpu", progress=False)
+    assert ckpt == exp.extractor.checkpoint and exp.stage_done("train", config)
+    run_stage(exp, config, "extract", device="cpu", progress=False)
+    clips = read_clip_list(exp.embedding_clips_path)
+    emb = np.load(exp.embeddings_path)
     assert len(clips) == len(train) + len(test) == emb.shape[0] and emb.shape[1] == 8
-    table = ScoreTable.from_csv(exp.scores_dir / "oe.csv")
+    table = ScoreTable.from_csv(exp.score_table_path("oe"))
     assert [c.path for c in table.clips] == [c.path for c in clips]
     assert {c.split for c in table.clips} == {"train", "test"} and np.isfinite(table.scores).all()
     # both stages skip once done
-    mtimes = [p.stat().st_mtime_ns for p in (ckpt, exp.embeddings_dir / "embeddings.npy")]
-    run_train(exp, config, "cpu", progress=False)
-    run_extract(exp, config, "cpu", progress=False)
-    assert mtimes == [p.stat().st_mtime_ns for p in (ckpt, exp.embeddings_dir / "embeddings.npy")]
+    mtimes = [p.stat().st_mtime_ns for p in (ckpt, exp.embeddings_path)]
+    assert run_stage(exp, config, "train", device="cpu", progress=False) is None
+    assert run_stage(exp, config, "extract", device="cpu", progress=False) is None
+    assert mtimes == [p.stat().st_mtime_ns for p in (ckpt, exp.embeddings_path)]
 
 
 # --- multi-process training (torchrun, gloo) ------------------------------------------------------

@@ -14,8 +14,10 @@ from hybrid_asd.data.audio import load_audio
 from hybrid_asd.errors import DataError
 from hybrid_asd.features import cache as cache_module
 from hybrid_asd.features.cache import FeatureCache, default_cache_dir
-from hybrid_asd.features.defaults import FEATURE_DEFAULTS
 from hybrid_asd.features.logmel import compute_logmel
+from hybrid_asd.features.settings import FeatureSettings
+
+FEATURE_DEFAULTS = FeatureSettings().to_dict()
 
 DATA_CONF = {"sample_rate": 16000, "channel": 0, "duration": None, "resample": True}
 
@@ -75,7 +77,7 @@ def test_changed_config_misses(tmp_path, wavs):
     assert same.ensure([wavs[0]], progress=False) == 0
     # A partial features section with default values is the same config.
     assert FeatureCache({}, {}, cache_dir=tmp_path / "c").key(wavs[0]) == base.key(wavs[0])
-    assert FeatureCache({"power": 2}, {"duration": None, "sample_rate": 16000.0}, cache_dir=tmp_path / "c").key(
+    assert FeatureCache({"power": 2}, {"duration": None, "sample_rate": 16000}, cache_dir=tmp_path / "c").key(
         wavs[0]
     ) == base.key(wavs[0])
     for features, data in [

@@ -1,5 +1,6 @@
 """End to end on the tiny synthetic preset: every shipped approach config through every stage,
-official files that `evaluate` reads, `adapt`, and the staged shell recipe."""
+official files that `evaluate` reads, which stages a config change reruns, `adapt`, and the staged
+shell recipe."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import pytest
 
 from hybrid_asd.config import load_config
 from hybrid_asd.data.clips import read_clip_list
+from hybrid_asd.evaluation.submission import read_decision_file
 from hybrid_asd.experiment import Experiment
-from hybrid_asd.pipeline import run_stages
+from hybrid_asd.pipeline import run_stage, run_stages
 from hybrid_asd.scores import ScoreTable
+from hybrid_asd.stages import CONFIG_KEYS, STAGES, fingerprint_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "hybrid_asd" / "configs"
@@ -36,17 +39,17 @@ def tiny_data(tmp_path_factory) -> Path:
 def tiny_overrides(path: Path) -> list[str]:
     """Tiny models and one epoch, whatever the config."""
     raw = load_config(path)
-    out = ["extractor.epochs=1"] if raw["extractor"] is not None else []
-    if raw["extractor"] is not None:
+    out = ["extractor.epochs=1"] if raw.extractor is not None else []
+    if raw.extractor is not None:
         out += ["extractor.backbone.name=tiny_cnn", "extractor.backbone.conf={}", "extractor.batch_size=32",
                 "extractor.max_patches_per_clip=4"]
-    for i, entry in enumerate(raw["detectors"]):
+    for i, entry in enumerate(raw.detectors):
         out += [f"detectors.{i}.adaptation.n_splits=2"]
-        if entry["cross_fit_splits"] >= 2:
+        if entry.cross_fit_splits >= 2:
             out.append(f"detectors.{i}.cross_fit_splits=2")
-        if entry["name"] in SLOW_DETECTORS:
+        if entry.name in SLOW_DETECTORS:
             out.append(f"detectors.{i}.conf.epochs=1")
-        if entry["name"] == "flow":
+        if entry.name == "flow":
             out += [f"detectors.{i}.conf.hidden_features=16", f"detectors.{i}.conf.transforms=2"]
     return out
 
@@ -63,37 +66,41 @@ def test_every_config_runs_end_to_end_on_tiny(path, tiny_data, tmp_path):
     from hybrid_asd.evaluation.official import evaluate_folder
 
     exp, config = run_config(path, tiny_data, tmp_path)
-    ids = [d["id"] for d in config["detectors"]] + (["oe"] if config["extractor"] is not None else [])
-    test_clips = read_clip_list(exp.root / "manifest" / "test.csv")
-    for det in ids:
-        table = ScoreTable.from_csv(exp.root / "scores" / f"{det}.csv")
+    test_clips = exp.test_clips()
+    assert config.score_tables and sorted(exp.score_table_paths()) == sorted(config.score_tables)
+    for det in config.score_tables:
+        table = ScoreTable.from_csv(exp.score_table_path(det))
         assert np.isfinite(table.scores).all()
         assert len(table.select(split="test")) == len(test_clips)
-        names = sorted(p.name for p in (exp.root / "submission" / det).glob("anomaly_score_*.csv"))
-        assert names == [f"anomaly_score_fan_section_{s:02d}_{d}_test.csv" for s in (0, 1) for d in ("source", "target")]
+        for kind in ("anomaly_score", "decision_result"):  # the OE scores' official files included
+            names = sorted(p.name for p in exp.submission_dir(det).glob(f"{kind}_*.csv"))
+            assert names == [f"{kind}_fan_section_{s:02d}_{d}_test.csv" for s in (0, 1) for d in ("source", "target")]
     # The fused system output goes through the official evaluator unchanged, and the experiment's
     # own result table (precision/recall/F1 from its decisions included) is the evaluator's, byte for byte.
-    results = evaluate_folder([exp.root / "fused" / "submission"], clips=test_clips)
+    results = evaluate_folder([exp.fusion.submission], clips=test_clips)
     assert 0.0 <= results.official_score <= 1.0
     assert len(results.rows) == 4
     assert all(row.f1 is not None for row in results.rows)
     results.to_official_csv(tmp_path / "official_fused.csv")
-    assert (exp.root / "eval" / "result_fused.csv").read_bytes() == (tmp_path / "official_fused.csv").read_bytes()
+    assert exp.result_path("fused").read_bytes() == (tmp_path / "official_fused.csv").read_bytes()
 
 
 def test_completed_stages_are_skipped_and_force_reruns(tiny_data, tmp_path, capsys):
     from hybrid_asd.cli import main
 
     exp, config = run_config(CONFIG_DIR / "demo_hybrid.yaml", tiny_data, tmp_path)
-    scores = exp.root / "scores" / "knn.csv"
+    scores = exp.score_table_path("knn")
     before = scores.stat().st_mtime_ns
+    first = ScoreTable.from_csv(scores)
     assert main(["score", "--exp", str(exp.root), "--no-progress"]) == 0
     assert "already complete" in capsys.readouterr().out
     assert scores.stat().st_mtime_ns == before
     assert main(["score", "--exp", str(exp.root), "--no-progress", "--force"]) == 0
     assert scores.stat().st_mtime_ns > before
+    # rescoring with the same fitted models gives the same table (scoring is deterministic)
     rescored = ScoreTable.from_csv(scores)
-    assert np.array_equal(rescored.scores, ScoreTable.from_csv(scores).scores)
+    assert [str(c.path) for c in rescored.clips] == [str(c.path) for c in first.clips]
+    np.testing.assert_array_equal(rescored.scores, first.scores)
 
 
 def test_adapt_adds_target_clips_and_refits_only_their_section(tiny_data, tmp_path):
@@ -106,21 +113,27 @@ def test_adapt_adds_target_clips_and_refits_only_their_section(tiny_data, tmp_pa
     new_dir.mkdir(parents=True)
     for i, src in enumerate(sorted((tiny_data / "fan" / "target_test").glob("section_01_target_test_normal_*.wav"))[:3]):
         shutil.copy(src, new_dir / f"section_01_target_train_normal_{900 + i:04d}_new_1.wav")
-    untouched = exp.root / "detectors" / "knn" / "section_00"
-    touched = exp.root / "detectors" / "knn" / "section_01"
+    untouched = exp.detector_model_dir("knn", "section_00")
+    touched = exp.detector_model_dir("knn", "section_01")
     mtime_0 = max(p.stat().st_mtime_ns for p in untouched.rglob("*") if p.is_file())
     mtime_1 = max(p.stat().st_mtime_ns for p in touched.rglob("*") if p.is_file())
-    before = ScoreTable.from_csv(exp.root / "scores" / "knn.csv").select(split="test", section=1)
+    before = ScoreTable.from_csv(exp.score_table_path("knn")).select(split="test", section=1)
     new = run_adapt(exp, config, [new_dir], device="cpu", progress=False)
     assert len(new) == 3
-    train = read_clip_list(exp.root / "manifest" / "train.csv")
+    train = exp.train_clips()
     assert sum(c.domain == "target" and c.section == 1 for c in train) == 6
+    # fusion and evaluation read the changed scores: no longer complete
+    assert exp.stage_done("score", config) and not exp.stage_done("fuse", config)
+    assert not exp.stage_done("evaluate", config)
     assert max(p.stat().st_mtime_ns for p in untouched.rglob("*") if p.is_file()) == mtime_0
     assert max(p.stat().st_mtime_ns for p in touched.rglob("*") if p.is_file()) > mtime_1
-    after = ScoreTable.from_csv(exp.root / "scores" / "knn.csv").select(split="test", section=1)
+    after = ScoreTable.from_csv(exp.score_table_path("knn")).select(split="test", section=1)
+    # The new clips have out-of-fold train scores, and the embeddings grew by them.
+    train_scores = ScoreTable.from_csv(exp.detector_train_scores_path("knn"))
+    new_paths = {str(c.path) for c in new}
+    assert np.isfinite([s for c, s in zip(train_scores.clips, train_scores.scores) if str(c.path) in new_paths]).all()
+    assert len(read_clip_list(exp.embedding_clips_path)) == len(train) + len(exp.test_clips())
     # The copied clips are now in the target memory: their kNN distance drops to (about) zero.
-    copied = {p.name.replace("_target_train_normal_", "") for p in new_dir.iterdir()}
-    assert len(copied) == 3
     assert after.scores.min() <= before.scores.min() + 1e-9
     assert np.sum(after.scores < 1e-4) >= 3
     assert run_adapt(exp, config, [new_dir], device="cpu", progress=False) == []  # nothing new twice
@@ -135,18 +148,23 @@ def test_shell_recipe_runs_stages_and_skips_completed_ones(tiny_data, tmp_path):
             "--data-root", str(tiny_data), "--exp-root", str(tmp_path / "exp"), "--set", "detectors.0.conf.epochs=1"]
     first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
-    exp = tmp_path / "exp" / "baseline_ae" / "fan" / "seed0"
-    for log in ("prepare", "features", "fit", "score", "fuse", "evaluate"):
-        assert (exp / "logs" / f"{log}.log").is_file()
-    assert (exp / "eval" / "result_fused.csv").is_file()
-    mtime = (exp / "scores" / "ae.csv").stat().st_mtime_ns
+    exp = Experiment.for_run(tmp_path / "exp", "baseline_ae", "fan", 0)
+    for stage in STAGES:  # the recipe's stages are the table's
+        assert exp.log_path(stage.name).is_file(), stage.name
+        assert f"stage {stage.number} ({stage.name})" in first.stdout
+    assert exp.result_path("fused").is_file()
+    mtime = exp.score_table_path("ae").stat().st_mtime_ns
     second = subprocess.run(args + ["--stop-stage", "6"], env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "already complete" in second.stdout
-    assert (exp / "scores" / "ae.csv").stat().st_mtime_ns == mtime
-    third = subprocess.run(args + ["--stage", "6", "--stop-stage", "6"], env=env, capture_output=True, text=True,
+    assert "stage 7" not in second.stdout
+    assert exp.score_table_path("ae").stat().st_mtime_ns == mtime
+    third = subprocess.run(args + ["--stage", "score", "--stop-stage", "6"], env=env, capture_output=True, text=True,
                            timeout=300)
     assert third.returncode == 0, third.stderr[-2000:]
-    assert (exp / "scores" / "ae.csv").stat().st_mtime_ns > mtime
+    assert exp.score_table_path("ae").stat().st_mtime_ns > mtime
+    bad = subprocess.run(args + ["--set", "evaluation.threshold_quantile=abc"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "evaluation.threshold_quantile = 'abc'" in bad.stderr
 
 
 @pytest.mark.slow
@@ -170,10 +188,77 @@ def test_mean_shift_adaptation_through_the_stages(tiny_data, tmp_path):
     config = load_config(None, overrides)
     exp = Experiment(tmp_path / "shift")
     run_stages(exp, config, progress=False)
-    maha = DomainAdaptiveDetector.load(exp.root / "detectors" / "mahalanobis" / "section_01")
+    maha = DomainAdaptiveDetector.load(exp.detector_model_dir("mahalanobis", "section_01"))
     assert maha.mode == "mean_shift" and set(maha.shifts_) == {"all"}
-    ae = DomainAdaptiveDetector.load(exp.root / "detectors" / "ae" / "all")
+    ae = DomainAdaptiveDetector.load(exp.detector_model_dir("ae", "all"))
     assert set(ae.shifts_) == {"0", "1"} and ae.shifts_["0"].shape == (640,)
     for det in ("mahalanobis", "ae"):
-        table = ScoreTable.from_csv(exp.root / "scores" / f"{det}.csv")
+        table = ScoreTable.from_csv(exp.score_table_path(det))
         assert np.isfinite(table.scores).all() and len(table.select(split="test")) > 0
+
+
+# Which stages each config key sends back to work, written out by hand (not derived from the stage
+# table): a stage reruns when a key it reads, or a key of any stage before it, changes.
+RERUN = {
+    "data": ("prepare", "features", "train", "extract", "fit", "score", "fuse", "evaluate"),
+    "features": ("features", "train", "extract", "fit", "score", "fuse", "evaluate"),
+    "extractor": ("train", "extract", "fit", "score", "fuse", "evaluate"),
+    "seed": ("train", "extract", "fit", "score", "fuse", "evaluate"),
+    "detectors": ("fit", "score", "fuse", "evaluate"),
+    "evaluation": ("score", "fuse", "evaluate"),
+    "ensemble": ("fuse", "evaluate"),
+}
+CHANGES = {
+    "data": "data.channel=1", "features": "features.n_mels=64", "extractor": "extractor.epochs=3", "seed": "seed=7",
+    "detectors": "detectors.0.conf.k=2", "evaluation": "evaluation.threshold_quantile=0.5",
+    "ensemble": "ensemble.rule=rank_mean",
+}
+
+
+@pytest.mark.parametrize("key", CONFIG_KEYS)
+def test_changing_a_config_key_reruns_exactly_the_stages_that_depend_on_it(key, tmp_path):
+    base = ["data.machine=fan", "detectors=[{name: knn, conf: {k: 1}}]"]
+    config = load_config(None, base)
+    changed = load_config(None, base + [CHANGES[key]])
+    exp = Experiment(tmp_path / "exp")
+    exp.init(config)
+    for stage in STAGES:
+        exp.mark_done(stage.name, config)
+    exp.init(changed, overwrite=True)
+    rerun = tuple(s.name for s in STAGES if not exp.stage_done(s.name, changed))
+    assert rerun == RERUN[key]
+    assert all(key in fingerprint_keys(name) for name in rerun)
+
+
+def test_name_device_and_description_rerun_nothing(tmp_path):
+    config = load_config(None, ["data.machine=fan"])
+    exp = Experiment(tmp_path / "exp")
+    exp.init(config)
+    for stage in STAGES:
+        exp.mark_done(stage.name, config)
+    other = load_config(None, ["data.machine=fan", "name=renamed", "device=cpu", "description=x"])
+    assert all(exp.stage_done(s.name, other) for s in STAGES)
+
+
+def test_threshold_quantile_change_rewrites_decisions_and_nothing_upstream(tiny_data, tmp_path):
+    overrides = [f"data.root={tiny_data}", "data.machine=fan", "extractor=null",
+                 "detectors=[{name: mahalanobis, input: logmel_stats, adaptation: {mode: pooled}}]"]
+    config = load_config(None, overrides)
+    exp = Experiment(tmp_path / "exp")
+    run_stages(exp, config, progress=False)
+    decisions = exp.submission_dir("mahalanobis") / "decision_result_fan_section_00_source_test.csv"
+    outputs = {"prepare": exp.manifest_path("train"), "fit": exp.detector_train_scores_path("mahalanobis"),
+               "score": decisions, "fuse": exp.fusion.fused, "evaluate": exp.result_path("fused")}
+    before = {stage: path.stat().st_mtime_ns for stage, path in outputs.items()}
+    old_decisions = read_decision_file(decisions)
+
+    changed = load_config(None, overrides + ["evaluation.threshold_quantile=0.2"])
+    exp.init(changed, overwrite=True)
+    for stage in STAGES:  # as the recipe does: every stage, each skipped when complete
+        run_stage(exp, changed, stage, device="cpu", progress=False)
+    assert all(exp.stage_done(s.name, changed) for s in STAGES)
+    after = {stage: path.stat().st_mtime_ns for stage, path in outputs.items()}
+    assert [s for s in outputs if after[s] != before[s]] == ["score", "fuse", "evaluate"]
+    # a lower threshold marks more test clips anomalous
+    new_decisions = read_decision_file(decisions)
+    assert sum(new_decisions.values()) > sum(old_decisions.values())

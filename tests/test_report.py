@@ -19,7 +19,8 @@ from hybrid_asd.config import dump_config, load_config
 from hybrid_asd.data.clips import Clip, write_clip_list
 from hybrid_asd.errors import ConfigError, StageError
 from hybrid_asd.evaluation.metrics import evaluate_scores
-from hybrid_asd.evaluation.report import _roc_points, format_metric, load_experiment, roc_figures, write_reports
+from hybrid_asd.evaluation.report import format_metric, load_experiment, roc_figures, write_reports
+from hybrid_asd.evaluation.report_figures import _roc_points
 from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_save_npy
 
@@ -124,7 +125,7 @@ def test_html_table_and_legends_match_evaluation(single_report: Path) -> None:
     expected = {}
     for detector in DETECTORS:
         table = ScoreTable.from_csv(exp / "scores" / f"{detector}.csv")
-        res = evaluate_scores(table, config["evaluation"]["protocol"], config["evaluation"]["max_fpr"])
+        res = evaluate_scores(table, config.evaluation.protocol, config.evaluation.max_fpr)
         assert f"<td class=\"num\">{format_metric(res.official_score)}</td>" in page
         for row in res.rows:
             expected[(detector, row.section, row.domain)] = (row.auc, row.pauc)
@@ -220,7 +221,7 @@ def test_several_experiments_are_overlaid_in_each_report(tmp_path: Path) -> None
 def test_embedding_map_with_tsne(tmp_path: Path) -> None:
     exp = make_experiment(tmp_path / "exp", sections=(0,))
     data = load_experiment(exp, detectors=["oe"])
-    from hybrid_asd.evaluation.report import embedding_figures
+    from hybrid_asd.evaluation.report_figures import embedding_figures
 
     [fig] = embedding_figures(data, "tsne")
     assert fig.file == "embedding_tsne.png" and fig.png.startswith(PNG_MAGIC) and len(fig.png) > 5_000

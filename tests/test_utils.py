@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from hybrid_asd.errors import ConfigError
 from hybrid_asd.utils import atomic_path, atomic_write_text, resolve_device, seed_everything
 
 
@@ -46,5 +47,5 @@ def test_resolve_device():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from hybrid_asd.errors import DataError
 
@@ -84,8 +85,6 @@ def fit_length(signal: np.ndarray, length: int) -> np.ndarray:
 
 def resample_signal(signal: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Band-limited resampling with soxr (high quality)."""
-    import soxr
-
     return np.asarray(soxr.resample(signal, orig_rate, target_rate, quality="HQ"), dtype=np.float32)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import csv
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from hybrid_asd.utils import atomic_path
 
 DOMAINS = ("source", "target")
 SPLITS = ("train", "test")
@@ -47,8 +50,6 @@ class Clip:
         return Path(self.path).name
 
     def with_label(self, label: str) -> "Clip":
-        from dataclasses import replace
-
         return replace(self, label=label)
 
 
@@ -102,10 +103,6 @@ def clip_from_row(row: dict[str, str]) -> Clip:
 
 def write_clip_list(path, clips) -> None:
     """Write clips as CSV (atomically)."""
-    import csv
-
-    from hybrid_asd.utils import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CLIP_COLUMNS)
         writer.writeheader()
@@ -114,7 +111,5 @@ def write_clip_list(path, clips) -> None:
 
 
 def read_clip_list(path) -> list[Clip]:
-    import csv
-
     with open(path, newline="") as fh:
         return [clip_from_row(row) for row in csv.DictReader(fh)]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hybrid_asd.data.audio import audio_info
 from hybrid_asd.data.clips import LABELS, Clip
 from hybrid_asd.data.ground_truth import GroundTruthKey, read_ground_truth_dir
 from hybrid_asd.data.names import UNKNOWN_DOMAIN, NameParseError, parse_clip_path
@@ -197,8 +198,6 @@ def _add_clip(manifest: Manifest, path: Path, machine: str, check_audio: bool) -
     try:
         clip = parse_clip_path(path, machine=machine)
         if check_audio:
-            from hybrid_asd.data.audio import audio_info
-
             audio_info(path)
     except NameParseError as exc:
         manifest.problems.append((path, exc.reason))

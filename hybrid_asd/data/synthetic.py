@@ -42,7 +42,9 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
+from tqdm.auto import tqdm
 
+from hybrid_asd import __version__
 from hybrid_asd.data.synth import dsp
 from hybrid_asd.data.synth.background import NOISE_TYPES, render_background
 from hybrid_asd.data.synth.dsp import Ctx
@@ -451,8 +453,6 @@ def _remove_previous(out_dir: Path, machines: Sequence[str]) -> None:
 def _run_tasks(
     tasks: list[ClipTask], init_args: tuple, workers: int, progress: bool
 ) -> Iterator[dict[str, Any]]:
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(tasks), unit="clip", desc="synth", disable=not progress)
     try:
         if workers <= 1:
@@ -488,8 +488,6 @@ def _section_record(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dataset_record(preset: Preset, seed: int, plans: dict) -> dict[str, Any]:
-    from hybrid_asd import __version__
-
     machines = {}
     for machine in preset.machines:
         model = MODELS[machine]

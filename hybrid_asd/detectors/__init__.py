@@ -7,7 +7,8 @@ anomalous. Build one by name with :func:`build_detector`; wrap it with
 :func:`load_detector`.
 """
 
-from hybrid_asd.detectors.base import Detector, NotFittedError, TrainingError, load_detector
+from hybrid_asd.detectors.base import Detector, NotFittedError, TrainingError
+from hybrid_asd.detectors.persistence import load_detector
 from hybrid_asd.detectors.registry import DETECTORS, build_detector
 
 # Importing the modules registers the built-in detectors.

@@ -47,26 +47,20 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_asd.errors import DataError
-from hybrid_asd.detectors.base import (
-    FORMAT_VERSION,
-    PARAMS_FILE,
-    NotFittedError,
-    check_condition,
-    check_matrix,
-    load_detector,
-    read_saved_params,
-    warn,
+from hybrid_asd.detectors.base import NotFittedError, check_condition, check_matrix, warn
+from hybrid_asd.detectors.persistence import (
+    FORMAT_VERSION, PARAMS_FILE, load_detector, read_saved_params, register_loader,
 )
 from hybrid_asd.detectors.registry import build_detector
+from hybrid_asd.detectors.settings import MODES, NORMALISE, AdaptationSettings
+from hybrid_asd.errors import ConfigError, DataError
 from hybrid_asd.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 NAME = "domain_adaptive"
-MODES = ("none", "pooled", "domain_min", "mean_shift")
-NORMALISE = ("auto", "none", "oof", "train")
 DOMAINS = ("source", "target")
+_DEFAULT = AdaptationSettings()  # the config's adaptation defaults are the wrapper's
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -186,6 +180,7 @@ def assign_group_folds(
 # --------------------------------------------------------------------------- the wrapper
 
 
+@register_loader(NAME)
 class DomainAdaptiveDetector:
     """Source/target models of one detector with domain-min fusion; see the module docstring.
 
@@ -198,11 +193,11 @@ class DomainAdaptiveDetector:
         self,
         name: str,
         conf: dict[str, Any] | None = None,
-        mode: str = "domain_min",
-        smote: int = 0,
+        mode: str = _DEFAULT.mode,
+        smote: int = _DEFAULT.smote,
         seed: int = 0,
-        normalise: str = "auto",
-        n_splits: int = 3,
+        normalise: str = _DEFAULT.normalise,
+        n_splits: int = _DEFAULT.n_splits,
     ):
         self.name = name
         self.conf = conf
@@ -223,8 +218,6 @@ class DomainAdaptiveDetector:
         return f"domain-adaptive {self.name!r} ({self.mode})"
 
     def _validate_params(self) -> None:
-        from hybrid_asd.errors import ConfigError
-
         if self.mode not in MODES:
             raise ConfigError(f"{self._who()}: mode={self.mode!r} is invalid; expected one of {MODES}")
         if self.normalise not in NORMALISE:
@@ -407,10 +400,10 @@ def cross_fit_scores(
     n_splits: int = 5,
     seed: int = 0,
     *,
-    mode: str = "domain_min",
-    smote: int = 0,
-    normalise: str = "auto",
-    inner_splits: int = 3,
+    mode: str = _DEFAULT.mode,
+    smote: int = _DEFAULT.smote,
+    normalise: str = _DEFAULT.normalise,
+    inner_splits: int = _DEFAULT.n_splits,
     condition: Any = None,
 ) -> np.ndarray:
     """Out-of-fold scores of training rows (unbiased normal-clip scores for z-normalisation).

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_asd.errors import DataError
-from hybrid_asd.detectors.base import TorchDetector
+from hybrid_asd.detectors.torch_detector import TorchDetector
 from hybrid_asd.detectors.registry import register
 
 
@@ -31,9 +31,8 @@ def dense_autoencoder(
     n_inputs: int, n_outputs: int, hidden_features: int = 128, hidden_layers: int = 4, bottleneck: int = 8
 ) -> Any:
     """The baseline network: [Dense-BN-ReLU] x hidden_layers, bottleneck, mirrored, linear output."""
-    import torch
-    from torch import nn
-
+    import torch  # lazy: the registry (and config loading) must not load torch
+    from torch import nn  # lazy: the registry (and config loading) must not load torch
     def block(n_in: int, n_out: int) -> list[nn.Module]:
         return [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out, eps=1e-3, momentum=0.01), nn.ReLU()]
 
@@ -108,8 +107,7 @@ class AEDetector(_DenseReconstruction):
         return dense_autoencoder(n_features, n_features, self.hidden_features, self.hidden_layers, self.bottleneck)
 
     def _tensors(self, X: np.ndarray, condition: np.ndarray | None) -> tuple[Any, ...]:
-        import torch
-
+        import torch  # lazy: the registry (and config loading) must not load torch
         x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))  # no copy of float32 rows
         return x, x
 
@@ -165,7 +163,6 @@ class IDNNDetector(_DenseReconstruction):
         )
 
     def _tensors(self, X: np.ndarray, condition: np.ndarray | None) -> tuple[Any, ...]:
-        import torch
-
+        import torch  # lazy: the registry (and config loading) must not load torch
         context, centre = self._split(X)
         return torch.from_numpy(context.astype(np.float32)), torch.from_numpy(centre.astype(np.float32))

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from hybrid_asd.errors import DataError
-from hybrid_asd.detectors.base import TorchDetector
+from hybrid_asd.detectors.torch_detector import TorchDetector
 from hybrid_asd.detectors.registry import register
 
 LIBRARIES = ("zuko", "nflows")
@@ -40,6 +40,7 @@ SPLINE_BOUND = 5.0  # zuko's NSF spline domain [-5, 5]; nflows is given the same
 def import_nflows() -> Any:
     try:
         import nflows  # noqa: F401
+        # lazy: the registry (and config loading) must not load torch or a flow library
         from nflows import distributions, flows, transforms
     except ImportError as exc:
         raise ImportError(NFLOWS_MISSING) from exc
@@ -51,13 +52,11 @@ def _flow_module(
     hidden_features: int, hidden_layers: int, bins: int,
 ) -> Any:
     """The flow as a torch module with ``log_prob(x, context)``; same size in both libraries."""
-    import torch
-
+    import torch  # lazy: the registry (and config loading) must not load torch or a flow library
     class ZukoFlow(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            import zuko
-
+            import zuko  # lazy: the registry (and config loading) must not load torch or a flow library
             hidden = [hidden_features] * hidden_layers
             if model == "maf":
                 self.flow = zuko.flows.MAF(features, context, transforms=transforms, hidden_features=hidden)
@@ -188,8 +187,7 @@ class FlowDetector(TorchDetector):
         return onehot
 
     def _tensors(self, X: np.ndarray, condition: np.ndarray | None) -> tuple[Any, ...]:
-        import torch
-
+        import torch  # lazy: the registry (and config loading) must not load torch or a flow library
         z = torch.from_numpy(((X - self.mean_) / self.std_).astype(np.float32))
         context = self._context(condition, len(X))
         return (z,) if context is None else (z, torch.from_numpy(context))

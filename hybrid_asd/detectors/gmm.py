@@ -49,8 +49,8 @@ class GMMDetector(Detector):
             raise self._bad_param("reg_covar", self.reg_covar, "a float >= 0")
 
     def _new_model(self, n_components: int) -> Any:
+        # lazy: scikit-learn takes a second to import; the registry must stay light
         from sklearn.mixture import GaussianMixture
-
         return GaussianMixture(
             n_components=n_components,
             covariance_type=self.covariance_type,

@@ -27,6 +27,7 @@ import numpy as np
 from hybrid_asd.errors import ConfigError, DataError
 from hybrid_asd.detectors.base import Detector, warn
 from hybrid_asd.detectors.registry import register
+from hybrid_asd.utils import atomic_path
 
 FAISS_MISSING = "faiss is not installed: pip install 'hybrid_asd[cpu]' (or [gpu] with CUDA); never both"
 METRICS = ("cosine", "l2")
@@ -38,7 +39,7 @@ _PAIRWISE_ELEMENTS = 2**25
 def import_faiss() -> Any:
     """Import faiss lazily (it is an optional extra) with an actionable message when missing."""
     try:
-        import faiss
+        import faiss  # lazy: faiss is an optional extra ([cpu] or [gpu]); a clear error names it
     except ImportError as exc:
         raise ImportError(FAISS_MISSING) from exc
     return faiss
@@ -229,8 +230,6 @@ class KNNDetector(Detector):
         return self.index_
 
     def _save_files(self, directory: Path) -> None:
-        from hybrid_asd.utils import atomic_path
-
         faiss = import_faiss()
         with atomic_path(directory / "index.faiss") as tmp:
             faiss.write_index(self._cpu_index(), str(tmp))

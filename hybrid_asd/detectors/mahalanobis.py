@@ -32,8 +32,8 @@ class MahalanobisDetector(Detector):
 
     def _fit(self, X: np.ndarray, condition: np.ndarray | None) -> None:
         X = X.astype(np.float64, copy=False)
+        # lazy: scikit-learn takes a second to import; the registry must stay light
         from sklearn.covariance import LedoitWolf
-
         model = LedoitWolf(store_precision=True, assume_centered=False).fit(X)
         self.location_ = model.location_
         self.precision_ = model.precision_

@@ -21,7 +21,6 @@ import logging
 from typing import Callable, Collection, Mapping, Sequence, Union
 
 import numpy as np
-from scipy.stats import rankdata
 
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import ConfigError, ScoreError
@@ -61,6 +60,10 @@ def weighted_min(matrix: np.ndarray, weights: np.ndarray, groups: np.ndarray) ->
 
 @RULES.register("rank_mean")
 def rank_mean(matrix: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    # Lazy: scipy.stats takes about a second to import, and config loading and the CLI's parser
+    # import this module for the rule names.
+    from scipy.stats import rankdata
+
     ranks = np.empty_like(matrix, dtype=np.float64)
     for g in np.unique(groups):
         rows = np.flatnonzero(groups == g)

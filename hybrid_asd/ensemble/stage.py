@@ -1,13 +1,17 @@
-"""The ``fuse`` stage: score tables of one or more experiments -> fused table + official files.
+"""Fusing score tables: the ``fuse`` stage of an experiment and ``hybrid-asd fuse`` across experiments.
 
 ``run_fuse`` reads ``scores/<detector_id>.csv`` files (several experiment folders allowed: tables
 of different machine types with the same detector id are concatenated per id), optionally tunes
-the weights on the labelled development sections, fuses, and writes into ``out_dir``::
+the weights on the labelled development sections, fuses, and writes into ``out_dir`` (see
+:class:`~hybrid_asd.experiment.FusionFiles`)::
 
     fused.csv        the fused score table (train rows: fused out-of-fold normal scores)
     weights.yaml     ``ensemble: {rule, weights, ...}``, a config fragment a recipe passes back
     tuning.txt       the tuning report (only with ``tune=True``)
     submission/      anomaly_score_*.csv and decision_result_*.csv (official names)
+
+:func:`run_fuse_stage` is the pipeline stage: the experiment's own score tables, fused with its
+``ensemble`` section into its ``fused/`` folder.
 
 OE train rows are mostly in-sample (the section classifier was trained on those clips); its
 held-out validation clips are listed in the extractor checkpoint's ``meta["val_paths"]``.
@@ -21,9 +25,16 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
+
+from hybrid_asd.config import OE_SCORES, Config
 from hybrid_asd.ensemble.fusion import References, Weights, fuse
+from hybrid_asd.ensemble.settings import EnsembleSettings
 from hybrid_asd.ensemble.tune import ensemble_section, tune_weights, write_weights_yaml
-from hybrid_asd.errors import ScoreError
+from hybrid_asd.errors import ScoreError, StageError
+from hybrid_asd.evaluation.metrics import evaluate_scores
+from hybrid_asd.evaluation.submission import write_submission_of
+from hybrid_asd.experiment import Experiment, FusionFiles
 from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_write_text
 
@@ -50,18 +61,17 @@ def discover_references(score_paths: Sequence[str | Path]) -> dict[str, set[str]
     """Held-out train clips per detector id: for ``<exp>/scores/oe.csv``, the validation clips of
     ``<exp>/extractor/checkpoint.pt`` (``meta["val_paths"]``). Other detectors' train rows are
     out-of-fold already and need none."""
-    from hybrid_asd.extractor.stage import OE_DETECTOR
-    from hybrid_asd.extractor.train import CHECKPOINT_NAME
-
     refs: dict[str, set[str]] = {}
     for path in map(Path, score_paths):
-        if path.stem != OE_DETECTOR:
+        exp = Experiment.of_score_table(path)
+        if path.stem != OE_SCORES or exp is None:
             continue
-        ckpt = path.parent.parent / "extractor" / CHECKPOINT_NAME
+        ckpt = exp.extractor.checkpoint
         if not ckpt.is_file():
             log.warning("%s: no extractor checkpoint at %s; OE train rows (in-sample) are used as they are",
                         path, ckpt)
             continue
+        # Lazy: the checkpoint module loads torch (seconds); only OE score tables need it.
         from hybrid_asd.extractor.checkpoint import read_checkpoint
 
         val_paths = (read_checkpoint(ckpt).get("meta") or {}).get("val_paths") or []
@@ -85,6 +95,7 @@ def run_fuse(
     protocol: str = "dcase2021",
     thresholds_quantile: float = 0.9,
     *,
+    max_fpr: float = 0.1,
     min_clips: int = 10,
     method: str = "auto",
     grid_step: float = 0.1,
@@ -99,13 +110,10 @@ def run_fuse(
     the ``rule`` and ``weights`` used, the ``official_score`` of the fused labelled test rows (or
     None without labels), ``tune_result`` (a TuneResult or None) and a printable ``report``.
     ``references`` (detector id -> held-out train clip paths) defaults to
-    :func:`discover_references` of ``score_paths``.
+    :func:`discover_references` of ``score_paths``. ``protocol`` and ``max_fpr`` define the official
+    score that tuning maximises and that is reported.
     """
-    from hybrid_asd.evaluation.metrics import evaluate_scores
-    from hybrid_asd.evaluation.submission import write_submission
-    from hybrid_asd.evaluation.thresholds import section_thresholds
-
-    out_dir = Path(out_dir)
+    out = FusionFiles.in_folder(out_dir)
     tables = read_score_tables(score_paths)
     detectors = [t.detector for t in tables]
     if references is None and normalise == "znorm":
@@ -118,37 +126,36 @@ def run_fuse(
         tune_result = tune_weights(
             tables, protocol=protocol, method=method, grid_step=grid_step, per_machine=per_machine, seed=seed,
             rule=rule, normalise=normalise, per_domain=per_domain, min_clips=min_clips, loso=loso,
-            references=references,
+            references=references, max_fpr=max_fpr,
         )
         weights = tune_result.weights
-        tuning_path = out_dir / "tuning.txt"
+        tuning_path = out.tuning
         atomic_write_text(tuning_path, tune_result.format() + "\n")
-        tune_result.to_yaml(out_dir / "weights.yaml")
+        tune_result.to_yaml(out.weights)
     else:
         write_weights_yaml(
-            out_dir / "weights.yaml",
+            out.weights,
             ensemble_section(rule, dict(weights or {}), normalise, per_domain, detectors, min_clips),
             ["Fusion settings used by 'hybrid-asd fuse' (missing weights are 1.0)"],
         )
 
     fused = fuse(tables, rule=rule, weights=weights, normalise=normalise, per_domain=per_domain,
                  min_clips=min_clips, references=references)
-    fused.to_csv(out_dir / "fused.csv")
-    thresholds = section_thresholds(fused, thresholds_quantile)
-    files = write_submission(fused, out_dir / "submission", thresholds)
+    fused.to_csv(out.fused)
+    files = write_submission_of(fused, out.submission, thresholds_quantile)
 
     official = None
     if any(c.split == "test" and c.label in ("normal", "anomaly") for c in fused.clips):
-        official = evaluate_scores(fused, protocol=protocol).official_score
+        official = evaluate_scores(fused, protocol=protocol, max_fpr=max_fpr).official_score
     report_lines = [tune_result.format()] if tune_result is not None else []
     report_lines.append(f"fused {len(tables)} detector(s) ({', '.join(detectors)}) with rule {rule}")
     if official is not None:
         report_lines.append(f"official score ({protocol}) of the fused labelled test clips: {official:.4f}")
-    log.info("fused scores: %s; %d submission file(s)", out_dir / "fused.csv", len(files))
+    log.info("fused scores: %s; %d submission file(s)", out.fused, len(files))
     return {
-        "fused": out_dir / "fused.csv",
-        "weights": out_dir / "weights.yaml",
-        "submission": out_dir / "submission",
+        "fused": out.fused,
+        "weights": out.weights,
+        "submission": out.submission,
         "submission_files": files,
         "tuning": tuning_path,
         "rule": rule,
@@ -158,3 +165,57 @@ def run_fuse(
         "tune_result": tune_result,
         "report": "\n".join(report_lines),
     }
+
+
+def run_fuse_stage(exp: Experiment, config: Config, *, progress: bool = True) -> dict[str, Any]:
+    """The ``fuse`` stage: the experiment's score tables (``ensemble.members``, or all), fused with its
+    ``ensemble`` section into ``fused/``; decisions and the reported score follow ``evaluation``."""
+    ens, evaluation = config.ensemble, config.evaluation
+    if ens.members:
+        paths = [exp.require(exp.score_table_path(m), "score") for m in ens.members]
+    else:
+        paths = list(exp.score_table_paths().values())
+    if not paths:
+        raise StageError(f"{exp.root} holds no score tables: run the 'score' stage first")
+    return run_fuse(
+        paths, exp.fusion.folder, rule=ens.rule, weights=ens.weights or None, normalise=ens.normalise,
+        per_domain=ens.per_domain, min_clips=ens.min_clips, tune=False, protocol=evaluation.protocol,
+        thresholds_quantile=evaluation.threshold_quantile, max_fpr=evaluation.max_fpr,
+    )
+
+
+# --- inputs of ``hybrid-asd fuse --scores`` --------------------------------------------------------
+def collect_score_tables(sources: Sequence[str | Path], detectors: Sequence[str] | None = None) -> list[Path]:
+    """Score-table CSVs from experiment folders (their ``scores/*.csv``), folders of CSVs, or CSV files."""
+    paths: list[Path] = []
+    for src in map(Path, sources):
+        if src.is_dir():
+            tables = Experiment(src).score_table_paths()
+            found = list(tables.values()) if tables else sorted(src.glob("*.csv"))
+            if not found:
+                raise StageError(f"{src}: no score tables (expected {Experiment(src).score_table_path('<id>')})")
+            paths.extend(found)
+        elif src.is_file():
+            paths.append(src)
+        else:
+            raise StageError(f"score source not found: {src}")
+    if detectors:
+        known = {p.stem for p in paths}
+        missing = sorted(set(detectors) - known)
+        if missing:
+            raise StageError(f"detector(s) {missing} not found among score tables {sorted(known)}")
+        paths = [p for p in paths if p.stem in detectors]
+    return paths
+
+
+def load_weights(path: str | Path | None, rule: str | None) -> tuple[str, dict[str, Any] | None]:
+    """Rule and weights from a YAML written by ``fuse --tune`` (``ensemble: {rule, weights}``), validated
+    as an ``ensemble`` section; ``rule`` (when given) wins over the file's."""
+    if path is None:
+        return rule or EnsembleSettings().rule, None
+    if not Path(path).is_file():
+        raise StageError(f"weights file not found: {path}")
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    section = data.get("ensemble", data) if isinstance(data, dict) else data
+    ensemble = EnsembleSettings.parse(section, where="ensemble", source=str(path))
+    return rule or ensemble.rule, ensemble.weights or None

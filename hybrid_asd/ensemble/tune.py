@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 from hybrid_asd.errors import ConfigError, ScoreError
-from hybrid_asd.ensemble.defaults import MAX_GRID_DETECTORS, TUNE_DEFAULTS
+from hybrid_asd.ensemble.settings import TUNE_METHODS, TuneSettings
 from hybrid_asd.ensemble.fusion import (
     RULES,
     References,
@@ -52,7 +52,9 @@ from hybrid_asd.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-METHODS = ("auto", "grid", "optimiser")
+METHODS = TUNE_METHODS
+MAX_GRID_DETECTORS = 4  # "auto" searches the grid up to this many detectors, else the optimiser
+_DEFAULT = TuneSettings()
 Section = tuple[str, int]  # (machine, section)
 TIE_TOL = 1e-12
 
@@ -328,8 +330,8 @@ def _search_grid(problem: _Problem, sections: list[Section], candidates: np.ndar
 
 def _optimise(problem: _Problem, sections: list[Section], n_det: int, seed: int, maxiter: int,
               popsize: int) -> tuple[np.ndarray, float, int]:
+    # lazy: scipy.optimize loads in a second and only the optimiser needs it
     from scipy.optimize import differential_evolution
-
     def to_weights(x: np.ndarray) -> np.ndarray:
         total = x.sum()
         return x / total if total > 0 else np.full(n_det, 1.0 / n_det)
@@ -363,9 +365,9 @@ def _search(problem: _Problem, sections: list[Section], method: str, candidates:
 def tune_weights(
     tables: Sequence[ScoreTable],
     protocol: str = "dcase2021",
-    method: str = "auto",
-    grid_step: float = 0.1,
-    per_machine: bool = False,
+    method: str = _DEFAULT.method,
+    grid_step: float = _DEFAULT.grid_step,
+    per_machine: bool = _DEFAULT.per_machine,
     seed: int = 0,
     *,
     rule: str = "weighted_sum",
@@ -373,10 +375,10 @@ def tune_weights(
     per_domain: bool = False,
     min_clips: int = 10,
     references: References | None = None,
-    loso: bool = True,
+    loso: bool = _DEFAULT.loso,
     max_fpr: float = 0.1,
-    maxiter: int = TUNE_DEFAULTS["maxiter"],
-    popsize: int = TUNE_DEFAULTS["popsize"],
+    maxiter: int = _DEFAULT.maxiter,
+    popsize: int = _DEFAULT.popsize,
 ) -> TuneResult:
     """Search fusion weights that maximise the official score of the fused labelled test rows.
 

@@ -23,6 +23,8 @@ floating-point summation order matches too.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import sys
 from dataclasses import asdict, dataclass, field
@@ -34,11 +36,12 @@ import scipy.stats
 from sklearn import metrics as skm
 
 from hybrid_asd.errors import ConfigError, ScoreError
+from hybrid_asd.evaluation.settings import PROTOCOLS
 from hybrid_asd.scores import ScoreTable
+from hybrid_asd.utils import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("dcase2021", "dcase2022")
 METRICS = ("auc", "pauc", "precision", "recall", "f1")
 METRIC_TITLES = ("AUC", "pAUC", "precision", "recall", "F1 score")
 DOMAIN_ORDER = ("source", "target")
@@ -224,11 +227,6 @@ class Results:
         For dcase2022, ``ci95=True`` adds the evaluator's jackknife ``official score ci95`` row
         (2 x N AUC computations over all N clips: slow for full evaluation sets).
         """
-        import csv
-        import io
-
-        from hybrid_asd.utils import atomic_write_text
-
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(self.official_rows(ci95=ci95))
         atomic_write_text(path, buf.getvalue())
@@ -246,8 +244,6 @@ class Results:
         }
 
     def to_json(self, path: str | Path) -> None:
-        from hybrid_asd.utils import atomic_write_json
-
         atomic_write_json(path, self.to_dict())
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Mapping
 
 from hybrid_asd.errors import ScoreError
+from hybrid_asd.evaluation.thresholds import section_thresholds
 from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_write_text
 
@@ -118,6 +119,12 @@ def write_submission(table: ScoreTable, out_dir: str | Path, thresholds: Thresho
 
 
 # --- reading -------------------------------------------------------------------------------
+def write_submission_of(table: ScoreTable, out_dir: str | Path, threshold_quantile: float) -> list[Path]:
+    """Official files of ``table`` with decisions at the gamma thresholds (``threshold_quantile``)
+    of its normal train rows (see :func:`~hybrid_asd.evaluation.thresholds.section_thresholds`)."""
+    return write_submission(table, out_dir, section_thresholds(table, threshold_quantile))
+
+
 def _read_rows(path: Path) -> list[tuple[int, str, str]]:
     """(row number, clip name, value) for each non-blank row; errors name the file and row."""
     out = []

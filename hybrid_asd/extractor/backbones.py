@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import difflib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
 
 from hybrid_asd.errors import ConfigError
-from hybrid_asd.registry import Registry
+from hybrid_asd.extractor.heads import build_head
+from hybrid_asd.registry import Registry, check_kwargs
+from hybrid_asd.settings import InvalidKey
+
+if TYPE_CHECKING:  # annotations only: extractor.settings checks names with this module
+    from hybrid_asd.extractor.settings import ExtractorSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ class TimmBackbone(nn.Module):
 
     def __init__(self, name: str, embedding_dim: int, **timm_kwargs: Any):
         super().__init__()
-        import timm
+        import timm  # lazy: importing timm takes seconds, and only timm backbones need it
 
         try:
             self.body = timm.create_model(name, pretrained=False, in_chans=1, num_classes=0, **timm_kwargs)
@@ -73,24 +78,39 @@ class TinyCNN(nn.Module):
         return self.projection(self.body(x))
 
 
-def build_backbone(name: str, embedding_dim: int, conf: dict[str, Any] | None = None) -> nn.Module:
+def check_backbone(name: str, conf: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`InvalidKey` (``name`` or ``conf``) unless ``name`` is a registered network or a
+    timm model; the ``conf`` keys of a registered network are checked too (timm's are not known
+    before the model is built)."""
+    if name in BACKBONES:
+        try:
+            check_kwargs(BACKBONES.get(name), {**(conf or {}), "embedding_dim": 0}, where=f"backbone {name!r} conf")
+        except ConfigError as exc:
+            raise InvalidKey("conf", dict(conf or {}), str(exc)) from None
+        return
+    import timm  # lazy: importing timm takes seconds, and only timm backbone names need it
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.4)
+        examples = close or ["mobilenetv2_100", "resnet18", "efficientnet_b0"]
+        raise InvalidKey("name", name, f"unknown backbone {name!r}: neither a registered network "
+                                       f"({', '.join(BACKBONES.names())}) nor a timm model; e.g. {', '.join(examples)} "
+                                       "(see timm.list_models())")
+
+
+def build_backbone(name: str, embedding_dim: int, conf: Mapping[str, Any] | None = None) -> nn.Module:
     """A backbone by name: a registered network, else a timm model (offline).
 
     Unknown names raise a :class:`ConfigError` listing close valid names; unknown ``conf`` keys
     raise one naming the keys.
     """
     conf = dict(conf or {})
+    try:
+        check_backbone(name, conf)
+    except InvalidKey as exc:
+        raise ConfigError(f"extractor.backbone.{exc}") from None
     if name in BACKBONES:
         return BACKBONES.build(name, conf, where=f"extractor.backbone.conf ({name})", embedding_dim=embedding_dim)
-    import timm
-
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.4)
-        examples = close or ["mobilenetv2_100", "resnet18", "efficientnet_b0"]
-        raise ConfigError(
-            f"unknown backbone {name!r}: neither a registered network ({', '.join(BACKBONES.names())}) "
-            f"nor a timm model; e.g. {', '.join(examples)} (see timm.list_models())"
-        )
     return TimmBackbone(name, embedding_dim, **conf)
 
 
@@ -121,11 +141,9 @@ class ExtractorModel(nn.Module):
         return emb, self.head(emb, labels)
 
 
-def build_model(extractor_conf: dict[str, Any], n_classes: int) -> ExtractorModel:
-    """The extractor network of a resolved ``extractor`` config section, for ``n_classes`` classes."""
-    from hybrid_asd.extractor.heads import build_head
-
-    dim = int(extractor_conf["embedding_dim"])
-    backbone = build_backbone(extractor_conf["backbone"]["name"], dim, extractor_conf["backbone"].get("conf"))
-    head = build_head(extractor_conf["head"]["name"], dim, n_classes, extractor_conf["head"].get("conf"))
+def build_model(extractor: ExtractorSettings, n_classes: int) -> ExtractorModel:
+    """The extractor network of an ``extractor`` config section, for ``n_classes`` classes."""
+    dim = extractor.embedding_dim
+    backbone = build_backbone(extractor.backbone.name, dim, extractor.backbone.conf)
+    head = build_head(extractor.head.name, dim, n_classes, extractor.head.conf)
     return ExtractorModel(backbone, head)

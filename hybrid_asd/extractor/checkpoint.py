@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from hybrid_asd.errors import StageError
+from hybrid_asd.extractor.backbones import build_model
+from hybrid_asd.extractor.settings import ExtractorSettings
 from hybrid_asd.utils import atomic_torch_save, package_versions
 
 log = logging.getLogger(__name__)
@@ -73,16 +75,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_settings(ckpt: dict[str, Any], path: str | Path) -> ExtractorSettings:
+    """The ``extractor`` section a checkpoint was trained with, validated (older files get defaults
+    for keys added since)."""
+    return ExtractorSettings.parse(ckpt["config"].get("extractor"), where="extractor", source=f"{path} config")
+
+
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the extractor from the checkpoint's own config, load its weights, eval mode.
 
     Returns ``(model, checkpoint_dict)``. A state dict that does not fit the rebuilt model
     raises a :class:`StageError` naming the file.
     """
-    from hybrid_asd.extractor.backbones import build_model
-
     ckpt = read_checkpoint(path)
-    model = build_model(ckpt["config"]["extractor"], n_classes=len(ckpt["meta"]["classes"]))
+    model = build_model(checkpoint_settings(ckpt, path), n_classes=len(ckpt["meta"]["classes"]))
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as exc:

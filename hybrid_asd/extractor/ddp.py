@@ -9,11 +9,12 @@ process. Only rank 0 writes files.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from hybrid_asd.utils import env_world
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def env_world() -> tuple[int, int, int] | None:
-    """``(rank, world_size, local_rank)`` from torchrun's variables, or None outside torchrun."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return None
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    return rank, world, int(os.environ.get("LOCAL_RANK", rank))
 
 
 def setup(device: str) -> tuple[DistInfo, str]:

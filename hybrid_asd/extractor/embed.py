@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import DataError
-from hybrid_asd.extractor.checkpoint import load_checkpoint
+from hybrid_asd.extractor.checkpoint import checkpoint_settings, load_checkpoint
 from hybrid_asd.extractor.labels import section_key
+from hybrid_asd.features.patches import make_patches
 from hybrid_asd.utils import resolve_device
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ def clip_windows(logmel: np.ndarray, meta: dict[str, Any], name: str) -> np.ndar
     """``(n_windows, n_mels, frames)`` network inputs of one clip, as in training."""
     if meta.get("input", "patches") == "clip":
         return logmel[None]
-    from hybrid_asd.features.patches import make_patches
-
     try:
         return make_patches(logmel, int(meta["patch_frames"]), int(meta["patch_hop"]))
     except ValueError as exc:
@@ -76,9 +75,10 @@ def extract(
             raise DataError(f"{clip.path}: section {key!r} was not in the extractor's training data "
                             f"({', '.join(meta['sections'])}); checkpoint {checkpoint_path}")
         sections.append(section_index[key])
-    use_amp = device.startswith("cuda") and bool(ckpt["config"]["extractor"].get("amp", True))
+    settings = checkpoint_settings(ckpt, checkpoint_path)
+    use_amp = device.startswith("cuda") and settings.amp
     angular = bool(getattr(model.head, "angular", False))
-    embeddings = np.zeros((len(clips), int(ckpt["config"]["extractor"]["embedding_dim"])), dtype=np.float32)
+    embeddings = np.zeros((len(clips), settings.embedding_dim), dtype=np.float32)
     scores = np.zeros(len(clips), dtype=np.float64)
     bar = tqdm(total=len(clips), desc="extract", disable=not progress, dynamic_ncols=True)
     for start in range(0, len(clips), CLIPS_PER_CHUNK):

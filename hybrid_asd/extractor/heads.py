@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hybrid_asd.errors import ConfigError
-from hybrid_asd.registry import Registry
+from hybrid_asd.registry import Registry, check_kwargs
+from hybrid_asd.settings import InvalidKey
 
 HEADS: Registry[nn.Module] = Registry("head")
 
@@ -251,14 +252,28 @@ class AdaCosHead(SubclusterAdaCosHead):
         )
 
 
-def build_head(name: str, embedding_dim: int, n_classes: int, conf: dict[str, Any] | None = None) -> Head:
-    """A head by name; unknown names and ``conf`` keys raise a :class:`ConfigError`."""
+def check_head(name: str, conf: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`InvalidKey` (``name`` or ``conf``) for an unknown head or ``conf`` keys it does not take."""
+    if name not in HEADS:
+        raise InvalidKey("name", name, f"unknown head {name!r}; known: {', '.join(HEADS.names())}")
     conf = dict(conf or {})
     reserved = sorted(set(conf) & set(_RESERVED))
     if reserved:
-        raise ConfigError(
-            f"extractor.head.conf: {reserved} are set by the extractor (embedding_dim, label scheme), not the head conf"
-        )
+        raise InvalidKey("conf", conf, f"{reserved} are set by the extractor (embedding_dim, label scheme), "
+                                       "not the head conf")
+    try:
+        check_kwargs(HEADS.get(name), conf, where=f"head {name!r} conf")
+    except ConfigError as exc:
+        raise InvalidKey("conf", conf, str(exc)) from None
+
+
+def build_head(name: str, embedding_dim: int, n_classes: int, conf: Mapping[str, Any] | None = None) -> Head:
+    """A head by name; unknown names and ``conf`` keys raise a :class:`ConfigError`."""
+    try:
+        check_head(name, conf)
+    except InvalidKey as exc:
+        raise ConfigError(f"extractor.head.{exc}") from None
     return HEADS.build(
-        name, conf, where=f"extractor.head.conf ({name})", embedding_dim=embedding_dim, n_classes=n_classes
+        name, dict(conf or {}), where=f"extractor.head.conf ({name})", embedding_dim=embedding_dim,
+        n_classes=n_classes,
     )

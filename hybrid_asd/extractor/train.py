@@ -2,7 +2,8 @@
 
 One entry point, :func:`train_extractor`. It loads every training log-mel once from the feature
 cache, holds out a validation split of normal clips (stratified by class, by clip), trains with
-Adam/AdamW, an optional per-epoch schedule and optional mixup, and writes into ``out_dir``:
+Adam/AdamW, an optional per-epoch schedule and optional mixup, and writes into its folder
+(:class:`~hybrid_asd.experiment.ExtractorFiles`):
 
 - ``train_state.pt`` every epoch (atomically): model, optimiser, scheduler, GradScaler, epoch,
   RNG states and log rows. Calling again with the same config and data resumes after the last
@@ -24,16 +25,18 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from hybrid_asd.config import fingerprint, merge
+from hybrid_asd.config import fingerprint
 from hybrid_asd.data.clips import Clip
-from hybrid_asd.errors import ConfigError, DataError
+from hybrid_asd.errors import DataError
+from hybrid_asd.experiment import ExtractorFiles
 from hybrid_asd.extractor import ddp
 from hybrid_asd.extractor.backbones import ExtractorModel, build_model
 from hybrid_asd.extractor.checkpoint import (
@@ -41,19 +44,16 @@ from hybrid_asd.extractor.checkpoint import (
     save_train_state, set_rng_states,
 )
 from hybrid_asd.extractor.dataset import PatchDataset, identity_collate, stratified_split
-from hybrid_asd.extractor.defaults import EXTRACTOR_DEFAULTS
 from hybrid_asd.extractor.labels import make_labels, section_names
+from hybrid_asd.extractor.settings import OPTIMIZER_NAMES, ExtractorSettings
+from hybrid_asd.features.settings import FeatureSettings
 from hybrid_asd.utils import atomic_write_text, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-TRAIN_STATE_NAME = "train_state.pt"
-TRAIN_LOG_NAME = "train_log.csv"
 LOG_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "lr")
-INPUT_MODES = ("patches", "clip")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-SCHEDULERS = ("none", "cosine", "step")
+assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES, "extractor.settings names the optimizers this table builds"
 
 
 class LogMelSource(Protocol):
@@ -62,26 +62,7 @@ class LogMelSource(Protocol):
     def get_many(self, paths: Sequence[Any], progress: bool = True) -> list[np.ndarray]: ...
 
 
-# --- config -----------------------------------------------------------------------------------
-def resolve_extractor_conf(extractor_conf: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults <- ``extractor_conf``; unknown keys and bad values raise :class:`ConfigError`."""
-    conf = merge(EXTRACTOR_DEFAULTS, extractor_conf or {}, prefix="extractor.")
-    if conf["input"] not in INPUT_MODES:
-        raise ConfigError(f"extractor.input must be one of {INPUT_MODES}, got {conf['input']!r}")
-    if conf["optimizer"]["name"] not in OPTIMIZERS:
-        raise ConfigError(
-            f"extractor.optimizer.name must be one of {sorted(OPTIMIZERS)}, got {conf['optimizer']['name']!r}"
-        )
-    if conf["scheduler"]["name"] not in SCHEDULERS:
-        raise ConfigError(f"extractor.scheduler.name must be one of {SCHEDULERS}, got {conf['scheduler']['name']!r}")
-    for key in ("epochs", "batch_size", "embedding_dim", "target_oversample"):
-        if not isinstance(conf[key], int) or conf[key] < 1:
-            raise ConfigError(f"extractor.{key} must be a positive integer, got {conf[key]!r}")
-    if float(conf["mixup"]) < 0:
-        raise ConfigError(f"extractor.mixup (alpha) must be >= 0, got {conf['mixup']}")
-    return conf
-
-
+# --- schedule ---------------------------------------------------------------------------------
 def lr_factor(epoch: int, *, name: str, epochs: int, warmup_epochs: int = 0, step_size: int = 10,
               gamma: float = 0.1, min_lr_ratio: float = 0.0) -> float:
     """Learning-rate multiplier of ``epoch`` (0-based): linear warm-up, then none/step/cosine."""
@@ -96,32 +77,32 @@ def lr_factor(epoch: int, *, name: str, epochs: int, warmup_epochs: int = 0, ste
     return 1.0
 
 
-def make_optimizer(model: torch.nn.Module, conf: dict[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, conf: ExtractorSettings) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = conf["optimizer"]
-    return OPTIMIZERS[opt["name"]](params, lr=float(opt["lr"]), weight_decay=float(opt["weight_decay"]))
+    opt = conf.optimizer
+    return OPTIMIZERS[opt.name](params, lr=opt.lr, weight_decay=opt.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, conf: dict[str, Any]) -> torch.optim.lr_scheduler.LambdaLR:
-    sched = conf["scheduler"]
+def make_scheduler(optimizer: torch.optim.Optimizer, conf: ExtractorSettings) -> torch.optim.lr_scheduler.LambdaLR:
+    sched = conf.scheduler
     factor = functools.partial(
-        lr_factor, name=sched["name"], epochs=int(conf["epochs"]), warmup_epochs=int(sched["warmup_epochs"]),
-        step_size=int(sched["step_size"]), gamma=float(sched["gamma"]), min_lr_ratio=float(sched["min_lr_ratio"]),
+        lr_factor, name=sched.name, epochs=conf.epochs, warmup_epochs=sched.warmup_epochs,
+        step_size=sched.step_size, gamma=sched.gamma, min_lr_ratio=sched.min_lr_ratio,
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 # --- data -------------------------------------------------------------------------------------
 def build_datasets(
-    clips: Sequence[Clip], logmels: Sequence[np.ndarray], label_ids: np.ndarray, conf: dict[str, Any],
-    features_conf: dict[str, Any], seed: int,
+    clips: Sequence[Clip], logmels: Sequence[np.ndarray], label_ids: np.ndarray, conf: ExtractorSettings,
+    features: FeatureSettings, seed: int,
 ) -> tuple[PatchDataset, PatchDataset | None, np.ndarray, dict[str, Any]]:
     """Train/validation datasets, the validation clip indices and the input geometry for the meta."""
-    train_idx, val_idx = stratified_split(label_ids, float(conf["val_fraction"]), np.random.default_rng(seed))
+    train_idx, val_idx = stratified_split(label_ids, conf.val_fraction, np.random.default_rng(seed))
     names = [str(c.path) for c in clips]
-    if conf["input"] == "patches":
-        frames, hop = int(features_conf.get("patch_frames", 64)), int(features_conf.get("patch_hop", 8))
-        train_hop, val_hop, max_per_clip = hop, hop, conf["max_patches_per_clip"]
+    if conf.input == "patches":
+        frames, hop = features.patch_frames, features.patch_hop
+        train_hop, val_hop, max_per_clip = hop, hop, conf.max_patches_per_clip
         geometry = {"input": "patches", "patch_frames": frames, "patch_hop": hop}
     else:
         # whole clips: random crops of the shortest training clip's length, one per clip and epoch
@@ -130,7 +111,7 @@ def build_datasets(
         train_hop, val_hop, max_per_clip = 1, longest + 1, 1
         geometry = {"input": "clip", "clip_frames": frames}
     repeats = np.asarray(
-        [int(conf["target_oversample"]) if c.domain == "target" else 1 for c in clips], dtype=np.int64
+        [conf.target_oversample if c.domain == "target" else 1 for c in clips], dtype=np.int64
     )
 
     def subset(idx: np.ndarray, hop: int, rep: np.ndarray | None, max_pc: int | None) -> PatchDataset:
@@ -234,9 +215,9 @@ def _ratio(a: float, b: float) -> float:
 def train_extractor(
     train_clips: list[Clip],
     features: LogMelSource,
-    extractor_conf: dict[str, Any],
-    features_conf: dict[str, Any],
-    out_dir: Path,
+    extractor: ExtractorSettings | Mapping[str, Any],
+    features_conf: FeatureSettings | Mapping[str, Any],
+    out: ExtractorFiles | str | Path,
     device: str = "cpu",
     seed: int = 0,
     progress: bool = True,
@@ -245,28 +226,31 @@ def train_extractor(
 ) -> Path:
     """Train the extractor on the normal ``train_clips``; returns the checkpoint path.
 
+    ``extractor`` and ``features_conf`` are the config sections (mappings are validated into
+    them); ``out`` is where the files go (a folder gets the files of :class:`ExtractorFiles`).
     ``features`` supplies log-mels (a FeatureCache). ``on_epoch_end(epoch, row)`` is called after
     each epoch's state is saved (an exception there interrupts training resumably). Under
     torchrun every process calls this; rank 0 writes the files.
     """
-    conf = resolve_extractor_conf(extractor_conf)
-    out_dir = Path(out_dir)
-    ckpt_path = out_dir / CHECKPOINT_NAME
+    conf = ExtractorSettings.parse(extractor, where="extractor")
+    features_settings = FeatureSettings.parse(features_conf, where="features")
+    files = out if isinstance(out, ExtractorFiles) else ExtractorFiles.in_folder(out)
+    ckpt_path = files.checkpoint
     if not train_clips:
         raise DataError("train_extractor: no training clips")
-    label_ids, classes, class_to_section = make_labels(train_clips, conf["labels"])
+    label_ids, classes, class_to_section = make_labels(train_clips, conf.labels)
     if len(classes) < 2:
         log.warning("only one class (%s): the OE scores of a one-class softmax are constant", classes[0])
     paths = [str(c.path) for c in train_clips]
-    run_fp = fingerprint({"extractor": conf, "features": features_conf, "data": data_fingerprint(paths),
-                          "seed": int(seed)})
+    run_fp = fingerprint({"extractor": conf.to_dict(), "features": features_settings.to_dict(),
+                          "data": data_fingerprint(paths), "seed": int(seed)})
     if _finished(ckpt_path, run_fp):
         log.info("%s is complete for this config and data; not retraining", ckpt_path)
         return ckpt_path
 
     info, device = ddp.setup(resolve_device(device))
     try:
-        _train(train_clips, features, conf, features_conf, out_dir, device, int(seed), progress, info,
+        _train(train_clips, features, conf, features_settings, files, device, int(seed), progress, info,
                label_ids, classes, class_to_section, run_fp, on_epoch_end)
     finally:
         ddp.teardown(info)
@@ -283,8 +267,8 @@ def _finished(ckpt_path: Path, run_fp: str) -> bool:
 
 
 def _train(
-    clips: list[Clip], features: LogMelSource, conf: dict[str, Any], features_conf: dict[str, Any],
-    out_dir: Path, device: str, seed: int, progress: bool, info: ddp.DistInfo, label_ids: np.ndarray,
+    clips: list[Clip], features: LogMelSource, conf: ExtractorSettings, features_conf: FeatureSettings,
+    files: ExtractorFiles, device: str, seed: int, progress: bool, info: ddp.DistInfo, label_ids: np.ndarray,
     classes: list[str], class_to_section: list[int], run_fp: str,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
 ) -> None:
@@ -294,17 +278,17 @@ def _train(
     logmels = features.get_many([c.path for c in clips], progress=show)
     train_ds, val_ds, val_idx, geometry = build_datasets(clips, logmels, label_ids, conf, features_conf, seed)
     del logmels
-    if conf["input_norm"]:
+    if conf.input_norm:
         model.set_input_stats(*train_ds.input_stats())
     model.to(device)
-    use_amp = bool(conf["amp"]) and device.startswith("cuda")
+    use_amp = conf.amp and device.startswith("cuda")
     optimizer = make_optimizer(model, conf)
     scheduler = make_scheduler(optimizer, conf)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     log.info("extractor: %d train / %d val clips, %d classes, %d training windows per epoch on %s",
              len(clips) - len(val_idx), len(val_idx), len(classes), len(train_ds), device)
 
-    state_path, log_path = out_dir / TRAIN_STATE_NAME, out_dir / TRAIN_LOG_NAME
+    state_path, log_path = files.train_state, files.train_log
     start_epoch, rows = 0, []
     state = load_train_state(state_path, run_fp)
     if state is not None:
@@ -314,23 +298,21 @@ def _train(
         scaler.load_state_dict(state["scaler"])
         set_rng_states(state["rng"])
         start_epoch, rows = int(state["epoch"]), list(state["rows"])
-        log.info("resuming extractor training after epoch %d of %d", start_epoch, conf["epochs"])
+        log.info("resuming extractor training after epoch %d of %d", start_epoch, conf.epochs)
 
     wrapped: torch.nn.Module = model
     if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
         device_ids = [torch.device(device).index] if device.startswith("cuda") else None
         wrapped = DistributedDataParallel(model, device_ids=device_ids)
-    bs, workers = int(conf["batch_size"]), int(conf["num_workers"])
+    bs, workers = conf.batch_size, conf.num_workers
     train_loader, train_sampler = make_loader(train_ds, bs, info, shuffle=True, seed=seed, num_workers=workers)
     val_loader = None
     if val_ds is not None:
         val_loader, _ = make_loader(
-            val_ds, int(conf["extract_batch_size"]), info, shuffle=False, seed=seed, num_workers=0
+            val_ds, conf.extract_batch_size, info, shuffle=False, seed=seed, num_workers=0
         )
 
-    for epoch in range(start_epoch, int(conf["epochs"])):
+    for epoch in range(start_epoch, conf.epochs):
         t0 = time.perf_counter()
         train_ds.set_epoch(epoch)
         train_sampler.set_epoch(epoch)
@@ -338,7 +320,7 @@ def _train(
         lr = optimizer.param_groups[0]["lr"]
         sums = train_one_epoch(
             wrapped, model, train_loader, optimizer, scaler, device=device, use_amp=use_amp,
-            mixup=float(conf["mixup"]), rng=rng, desc=f"epoch {epoch + 1}/{conf['epochs']}", progress=show,
+            mixup=conf.mixup, rng=rng, desc=f"epoch {epoch + 1}/{conf.epochs}", progress=show,
         )
         scheduler.step()
         val_sums = evaluate(model, val_loader, device=device, use_amp=use_amp) if val_loader else (0.0, 0.0, 0.0)
@@ -349,7 +331,7 @@ def _train(
         rows.append(row)
         if info.is_main:
             log.info("epoch %d/%d: train loss %.4f acc %.3f, val loss %.4f acc %.3f (%.1f s)",
-                     epoch + 1, conf["epochs"], row["train_loss"], row["train_acc"], row["val_loss"],
+                     epoch + 1, conf.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
                      row["val_acc"], row["seconds"])
             save_train_state(state_path, {
                 "fingerprint": run_fp, "epoch": epoch + 1, "rows": rows, "model": model.state_dict(),
@@ -364,11 +346,11 @@ def _train(
     if info.is_main:
         meta = make_meta(
             train_paths=[c.path for c in clips], seed=seed, classes=classes, class_to_section=class_to_section,
-            sections=section_names(clips), train_fingerprint=run_fp, epochs=int(conf["epochs"]),
+            sections=section_names(clips), train_fingerprint=run_fp, epochs=conf.epochs,
             n_mels=int(train_ds.n_mels), val_paths=[str(clips[i].path) for i in val_idx], **geometry,
         )
-        save_checkpoint(out_dir / CHECKPOINT_NAME, model.state_dict(),
-                        {"extractor": conf, "features": dict(features_conf)}, meta)
+        save_checkpoint(files.checkpoint, model.state_dict(),
+                        {"extractor": conf.to_dict(), "features": features_conf.to_dict()}, meta)
         write_train_log(log_path, rows)
         if state_path.exists():
             state_path.unlink()

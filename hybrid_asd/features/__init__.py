@@ -1,22 +1,14 @@
 """Log-mel front end (torch, batched), patching and the on-disk feature cache.
 
-- :class:`LogMel` / :func:`compute_logmel`: log-mel of the official DCASE Task 2 baselines.
-- :func:`make_patches`, :func:`stack_frames`, :func:`clip_statistics`: detector/extractor inputs.
-- :class:`FeatureCache`: per-clip log-mels computed once and stored under a content-hash key.
+- :mod:`~hybrid_asd.features.logmel`: :class:`LogMel` / :func:`compute_logmel`, the log-mel of the
+  official DCASE Task 2 baselines.
+- :mod:`~hybrid_asd.features.patches`: :func:`make_patches`, :func:`stack_frames`,
+  :func:`clip_statistics`: detector/extractor inputs.
+- :mod:`~hybrid_asd.features.cache`: :class:`FeatureCache`, per-clip log-mels computed once and
+  stored under a content-hash key.
+- :mod:`~hybrid_asd.features.settings`: the ``features`` config section.
+- :mod:`~hybrid_asd.features.stage`: the ``features`` stage.
+
+Submodules are imported on use (``from hybrid_asd.features.cache import FeatureCache``): the
+package itself stays free of torch, so loading a config does not load it.
 """
-
-from hybrid_asd.features.cache import FeatureCache, default_cache_dir
-from hybrid_asd.features.logmel import LogMel, compute_logmel, slaney_mel_filterbank
-from hybrid_asd.features.patches import clip_statistics, make_patches, n_patches, stack_frames
-
-__all__ = [
-    "FeatureCache",
-    "LogMel",
-    "clip_statistics",
-    "compute_logmel",
-    "default_cache_dir",
-    "make_patches",
-    "n_patches",
-    "slaney_mel_filterbank",
-    "stack_frames",
-]

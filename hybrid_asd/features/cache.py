@@ -17,16 +17,17 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from hybrid_asd.data.audio import load_audio
-from hybrid_asd.data.defaults import DATA_DEFAULTS
+from hybrid_asd.data.settings import DataSettings
 from hybrid_asd.errors import DataError
 from hybrid_asd.features.logmel import LogMel
+from hybrid_asd.features.settings import FeatureSettings
 from hybrid_asd.utils import atomic_save_npy, resolve_device
 
 log = logging.getLogger(__name__)
@@ -35,15 +36,13 @@ ENV_CACHE_DIR = "HYBRID_ASD_CACHE"
 DEFAULT_CACHE_DIR = Path("~/.cache/hybrid_asd/features")
 # Bump when the computation changes in a way the config does not show, to retire old entries.
 CACHE_FORMAT = "hybrid_asd.features.logmel/1"
-AUDIO_KEYS = ("sample_rate", "channel", "duration", "resample")
 _HASH_CHUNK = 1 << 20
 
 
-def default_cache_dir(features_conf: dict[str, Any] | None = None) -> Path:
-    """``features_conf["cache_dir"]`` if set, else ``$HYBRID_ASD_CACHE``, else ``~/.cache/hybrid_asd/features``."""
-    configured = (features_conf or {}).get("cache_dir")
-    if configured:
-        return Path(configured).expanduser()
+def default_cache_dir(features: FeatureSettings | None = None) -> Path:
+    """``features.cache_dir`` if set, else ``$HYBRID_ASD_CACHE``, else ``~/.cache/hybrid_asd/features``."""
+    if features is not None and features.cache_dir is not None:
+        return features.cache_dir.expanduser()
     env = os.environ.get(ENV_CACHE_DIR)
     if env:
         return Path(env).expanduser()
@@ -63,30 +62,30 @@ class FeatureCache:
     """Log-mel features of audio files, computed once (batched torch) and kept on disk.
 
     Args:
-        features_conf: the ``features`` config section (front-end keys and ``cache_dir``).
-        data_conf: the ``data`` config section (``sample_rate``, ``channel``, ``duration``,
-            ``resample`` decide how audio is loaded; missing keys take their defaults).
+        features: the ``features`` config section (front-end keys and ``cache_dir``); a mapping
+            is validated into one (missing keys take their defaults).
+        data: the ``data`` config section (``sample_rate``, ``channel``, ``duration`` and
+            ``resample`` decide how audio is loaded); a mapping is validated likewise.
         cache_dir: overrides :func:`default_cache_dir`.
         device: where the log-mel is computed ("cpu", "cuda", "auto").
     """
 
     def __init__(
         self,
-        features_conf: dict[str, Any],
-        data_conf: dict[str, Any],
+        features: FeatureSettings | Mapping[str, Any],
+        data: DataSettings | Mapping[str, Any],
         cache_dir: str | Path | None = None,
         device: str = "cpu",
     ) -> None:
-        audio = {k: data_conf.get(k, DATA_DEFAULTS[k]) for k in AUDIO_KEYS}
-        # Normalised types, so that e.g. duration 10 and 10.0 share entries.
+        features = FeatureSettings.parse(features, where="features")
+        data = DataSettings.parse(data, where="data")
+        # Typed values (duration 10 is 10.0), so equal settings share entries.
         self.audio_conf = {
-            "sample_rate": int(audio["sample_rate"]),
-            "channel": int(audio["channel"]),
-            "duration": None if audio["duration"] is None else float(audio["duration"]),
-            "resample": bool(audio["resample"]),
+            "sample_rate": data.sample_rate, "channel": data.channel, "duration": data.duration,
+            "resample": data.resample,
         }
-        self.frontend = LogMel.from_config(features_conf, sample_rate=self.audio_conf["sample_rate"])
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(features_conf)
+        self.frontend = LogMel.from_config(features, sample_rate=data.sample_rate)
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir(features)
         self.device = resolve_device(device)
         self.frontend.to(self.device)
         self._config_blob = json.dumps(

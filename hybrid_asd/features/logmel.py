@@ -23,16 +23,17 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
+from hybrid_asd.features.settings import PAD_MODES, FeatureSettings
+
 log = logging.getLogger(__name__)
 
 EPS = sys.float_info.epsilon
-PAD_MODES = ("reflect", "constant")
 # Keys of the ``features`` config section that parameterise the front end (the rest,
 # e.g. patch sizes or the cache folder, belong to other parts of the package).
 FRONT_END_KEYS = ("n_fft", "hop_length", "n_mels", "power", "fmin", "fmax", "center", "pad_mode")
@@ -144,10 +145,11 @@ class LogMel(nn.Module):
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True), persistent=False)
 
     @classmethod
-    def from_config(cls, features_conf: dict[str, Any], sample_rate: int) -> "LogMel":
-        """Build from the ``features`` config section; keys other than front-end keys are ignored."""
-        kwargs = {k: features_conf[k] for k in FRONT_END_KEYS if k in features_conf}
-        return cls(sample_rate=sample_rate, **kwargs)
+    def from_config(cls, features: FeatureSettings | Mapping[str, Any], sample_rate: int) -> "LogMel":
+        """Build from the ``features`` config section (a mapping is validated into one, missing keys
+        taking their defaults); keys other than front-end keys are ignored."""
+        features = FeatureSettings.parse(features, where="features")
+        return cls(sample_rate=sample_rate, **{k: getattr(features, k) for k in FRONT_END_KEYS})
 
     def extra_repr(self) -> str:
         return (
@@ -212,7 +214,7 @@ def _cached_logmel(sample_rate: int, items: tuple[tuple[str, Any], ...]) -> LogM
 
 
 def compute_logmel(
-    wave: np.ndarray, features_conf: dict[str, Any], sample_rate: int = 16000
+    wave: np.ndarray, features: FeatureSettings | Mapping[str, Any], sample_rate: int = 16000
 ) -> np.ndarray:
     """Log-mel ``(n_mels, T)`` float32 of one mono waveform ``(L,)`` on the CPU.
 
@@ -222,7 +224,8 @@ def compute_logmel(
     wave = np.asarray(wave)
     if wave.ndim != 1:
         raise ValueError(f"compute_logmel expects a mono waveform (L,), got shape {wave.shape}")
-    items = tuple(sorted((k, features_conf[k]) for k in FRONT_END_KEYS if k in features_conf))
+    features = FeatureSettings.parse(features, where="features")
+    items = tuple((k, getattr(features, k)) for k in FRONT_END_KEYS)
     module = _cached_logmel(int(sample_rate), items)
     with torch.no_grad():
         out = module(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))

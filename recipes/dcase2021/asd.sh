@@ -1,20 +1,12 @@
 #!/usr/bin/env bash
 # Shared staged recipe for one machine type (ESPnet/Kaldi style). Each stage is one `hybrid-asd`
 # subcommand with its own log in <exp>/logs/. A completed stage is skipped; --stage N reruns from N.
-#
-#   stage 0  data: download (with --download) or check the data root
-#   stage 1  prepare: resolve the config, list the machine type's clips
-#   stage 2  features: fill the log-mel cache
-#   stage 3  train: section-identification extractor (skipped by configs without one)
-#   stage 4  extract: embeddings + OE scores
-#   stage 5  fit: inlier-model detectors per section and domain
-#   stage 6  score: score tables + official files per detector
-#   stage 7  fuse: the config's ensemble -> <exp>/fused/ (+ submission/)
-#   stage 8  evaluate: official result tables in <exp>/eval/
+# Stage 0 (data) downloads with --download, or checks the data root; stages 1.. are those of
+# `hybrid-asd stages` (the stage table, printed below with -h), by number or name.
 #
 # Usage: asd.sh --machine fan [--config conf/wilkinghoff2021_serial.yaml] [--data-root DIR]
 #               [--ground-truth DIR] [--exp-root exp] [--seed 0] [--device auto]
-#               [--stage 0] [--stop-stage 8] [--download] [--set key=value ...]
+#               [--stage 0] [--stop-stage LAST] [--download] [--set key=value ...]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -26,11 +18,22 @@ exp_root="exp"
 seed=0
 device="auto"
 stage=0
-stop_stage=8
+stop_stage=""
 stage_given=0
 download=0
 overrides=()
 HYBRID_ASD="${HYBRID_ASD:-hybrid-asd}"
+stage_list="$("${HYBRID_ASD}" stages --names)"  # "NUMBER NAME" lines, from the stage table
+
+# stage_number NAME_OR_NUMBER: the stage's number (0 is the data stage of this recipe).
+stage_number() {
+  if [ "$1" = 0 ] || [ "$1" = data ]; then echo 0; return; fi
+  local n name
+  while read -r n name; do
+    if [ "$1" = "$n" ] || [ "$1" = "$name" ]; then echo "$n"; return; fi
+  done <<< "$stage_list"
+  echo "asd.sh: unknown stage $1; stages: 0 data, $(echo $stage_list)" >&2; exit 2
+}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,15 +44,17 @@ while [ $# -gt 0 ]; do
     --exp-root) exp_root="$2"; shift 2;;
     --seed) seed="$2"; shift 2;;
     --device) device="$2"; shift 2;;
-    --stage) stage="$2"; stage_given=1; shift 2;;
-    --stop-stage) stop_stage="$2"; shift 2;;
+    --stage) stage="$(stage_number "$2")"; stage_given=1; shift 2;;
+    --stop-stage) stop_stage="$(stage_number "$2")"; shift 2;;
     --download) download=1; shift;;
     --set) overrides+=("--set" "$2"); shift 2;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0;;
+    -h|--help) sed -n '2,9p' "$0"; echo "#"; "${HYBRID_ASD}" stages | sed 's/^/# /'
+               echo "# (and stage 0, data: --download fetches the data, else the data root is checked)"; exit 0;;
     *) echo "asd.sh: unknown option $1" >&2; exit 2;;
   esac
 done
 [ -n "$machine" ] || { echo "asd.sh: --machine is required" >&2; exit 2; }
+[ -n "$stop_stage" ] || stop_stage="$(tail -n 1 <<< "$stage_list" | cut -d' ' -f1)"
 [ -f "$config" ] || { echo "asd.sh: config not found: $config" >&2; exit 2; }
 
 approach="$(basename "$config" .yaml)"
@@ -90,11 +95,8 @@ if { [ 1 -ge "$stage" ] && [ 1 -le "$stop_stage" ]; } || [ "${#overrides[@]}" -g
     --data-root "$data_root" --machine "$machine" --seed "$seed" --device "$device" "${gt[@]}" \
     "${overrides[@]}" "${overwrite[@]}"
 fi
-run_stage 2 features features --exp "$exp"
-run_stage 3 train    train    --exp "$exp"
-run_stage 4 extract  extract  --exp "$exp"
-run_stage 5 fit      fit      --exp "$exp"
-run_stage 6 score    score    --exp "$exp"
-run_stage 7 fuse     fuse-exp --exp "$exp"
-run_stage 8 evaluate eval-exp --exp "$exp"
+# Stages 2.. as listed by the stage table (stage 1, prepare, ran above with the config options).
+while read -r -u 3 n name; do
+  if [ "$n" -gt 1 ]; then run_stage "$n" "$name" "$name" --exp "$exp"; fi
+done 3<<< "$stage_list"
 echo "done: ${exp}"
