@@ -6,7 +6,7 @@
 Both libraries build the same network (FlowDetector: ``transforms`` MADE layers with
 ``hidden_layers`` x ``hidden_features`` ReLU units, order reversed between layers; affine
 transforms), get the same standardised data, seed, batches and Adam settings. Timed: ``fit``
-(all epochs) and ``score_samples`` on the same rows; parameter counts and final training loss
+(all epochs) and ``decision_function`` on the same rows; parameter counts and final training loss
 are printed so that the comparison is like for like. Data: a correlated Gaussian (random
 linear map of white noise), fixed seed. Set --device cuda to time on a GPU.
 """
@@ -62,7 +62,7 @@ def main() -> None:
                 det.fit(X, cond)
                 fit_times.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                scores = det.score_samples(X, cond)
+                scores = det.decision_function(X, cond)
                 score_times.append(time.perf_counter() - start)
         n_params = sum(p.numel() for p in det.module_.parameters())
         results[library] = (min(fit_times), min(score_times))

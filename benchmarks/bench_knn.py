@@ -6,7 +6,7 @@
 Both sides search the same bank with the same queries, the same metric (cosine by default:
 ours = L2-normalise + ``IndexFlatIP``, sklearn = ``metric="cosine", algorithm="brute"``) and
 the same k, and both return exact results (the script checks that the scores agree). Timed:
-``score_samples`` (ours) vs ``kneighbors`` + the same mean (sklearn); build/fit times are
+``decision_function`` (ours) vs ``kneighbors`` + the same mean (sklearn); build/fit times are
 printed too. Data: random Gaussian float32 vectors, fixed seed, generated outside the timers.
 ``--threads`` caps OpenMP/BLAS threads of both sides (threadpoolctl and faiss.omp_set_num_threads).
 """
@@ -63,7 +63,7 @@ def main() -> None:
         fit_ours, _ = timed(lambda: ours.fit(bank))
         ref = NearestNeighbors(n_neighbors=args.k, algorithm="brute", metric=sk_metric)
         fit_sk, _ = timed(lambda: ref.fit(bank))
-        t_ours, s_ours = timed(lambda: ours.score_samples(queries), repeat)
+        t_ours, s_ours = timed(lambda: ours.decision_function(queries), repeat)
         t_sk, (dist, _) = timed(lambda: ref.kneighbors(queries), repeat)
         s_sk = dist.mean(axis=1)
         diff = float(np.max(np.abs(np.asarray(s_ours) - s_sk)))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from hybrid_asd.detectors import DETECTORS, Detector, NotFittedError, build_detector, load_detector
+from hybrid_asd.detectors import DETECTORS, Detector, DomainAdaptiveDetector, NotFittedError, build_detector, load_detector
 from hybrid_asd.detectors.knn import FAISS_MISSING, import_faiss
 from hybrid_asd.errors import ConfigError, DataError, HybridASDError
 
@@ -56,11 +56,11 @@ def test_detector_contract(name, data, tmp_path):
     assert det.get_params() == {**det.get_params(), **TINY_CONF[name]}
 
     with pytest.raises(NotFittedError, match="not fitted"):
-        det.score_samples(inliers)
+        det.decision_function(inliers)
     assert issubclass(NotFittedError, HybridASDError)
 
     assert det.fit(train) is det
-    s_in, s_out = det.score_samples(inliers), det.score_samples(outliers)
+    s_in, s_out = det.decision_function(inliers), det.decision_function(outliers)
     assert s_in.shape == (50,) and s_out.shape == (10,)
     assert s_in.dtype == np.float64 and np.isfinite(s_in).all()
     assert s_out.mean() > s_in.mean()
@@ -71,19 +71,19 @@ def test_detector_contract(name, data, tmp_path):
     loaded = load_detector(tmp_path / name)
     assert type(loaded) is type(det)
     assert loaded.get_params() == det.get_params()
-    np.testing.assert_array_equal(loaded.score_samples(inliers), s_in)
-    np.testing.assert_array_equal(Detector.load(tmp_path / name).score_samples(outliers), s_out)
+    np.testing.assert_array_equal(loaded.decision_function(inliers), s_in)
+    np.testing.assert_array_equal(Detector.load(tmp_path / name).decision_function(outliers), s_out)
 
     bad = inliers.copy()
     bad[3, 1] = np.nan
     with pytest.raises(DataError, match=rf"{name}.*non-finite.*row 3"):
-        det.score_samples(bad)
+        det.decision_function(bad)
     with pytest.raises(DataError, match=rf"{name}.*non-finite"):
         build_detector(name, TINY_CONF[name]).fit(np.where(np.arange(200)[:, None] == 7, np.inf, train))
     with pytest.raises(DataError, match=rf"{name}.*2-D"):
-        det.score_samples(inliers[0])
+        det.decision_function(inliers[0])
     with pytest.raises(DataError, match=rf"{name}.*4 features.*fitted on {N_FEATURES}"):
-        det.score_samples(inliers[:, :4])
+        det.decision_function(inliers[:, :4])
     assert isinstance(DataError("x"), ValueError)
 
 
@@ -131,7 +131,7 @@ def test_knn_matches_brute_force(metric, aggregate, k):
     rng = np.random.default_rng(1)
     bank, queries = rng.normal(size=(300, 16)), rng.normal(size=(40, 16))
     det = build_detector("knn", {"k": k, "metric": metric, "aggregate": aggregate, "batch_size": 7})
-    got = det.fit(bank).score_samples(queries)
+    got = det.fit(bank).decision_function(queries)
     d = brute_knn(bank, queries, k, metric)
     want = d.mean(axis=1) if aggregate == "mean" else d[:, -1]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -153,7 +153,7 @@ def test_density_rescaled_knn_matches_hand_computation(candidates):
     queries = rng.normal(size=(30, 5)) * 2.0 + 3.0
     conf = {"k": 3, "metric": "l2", "density_rescaled": True, "density_k": 4,
             "rescale_candidates": candidates, "batch_size": 11}
-    got = build_detector("knn", conf).fit(bank).score_samples(queries)
+    got = build_detector("knn", conf).fit(bank).decision_function(queries)
     np.testing.assert_allclose(got, hand_rescaled(bank, queries, 3, 4), rtol=1e-4)
 
 
@@ -163,9 +163,9 @@ def test_density_rescaled_approximate_agrees_when_candidates_cover_neighbours(tm
     conf = {"k": 2, "density_rescaled": True}
     exact = build_detector("knn", conf).fit(bank)
     approx = build_detector("knn", {**conf, "rescale_candidates": 200}).fit(bank)
-    np.testing.assert_allclose(approx.score_samples(queries), exact.score_samples(queries), rtol=1e-6)
+    np.testing.assert_allclose(approx.decision_function(queries), exact.decision_function(queries), rtol=1e-6)
     exact.save(tmp_path / "knn")
-    np.testing.assert_array_equal(load_detector(tmp_path / "knn").score_samples(queries), exact.score_samples(queries))
+    np.testing.assert_array_equal(load_detector(tmp_path / "knn").decision_function(queries), exact.decision_function(queries))
 
 
 def test_knn_with_fewer_bank_rows_than_k_uses_all_and_warns():
@@ -173,7 +173,7 @@ def test_knn_with_fewer_bank_rows_than_k_uses_all_and_warns():
     bank, queries = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
     with pytest.warns(UserWarning, match="only 3 bank rows"):
         det = build_detector("knn", {"k": 10, "metric": "l2"}).fit(bank)
-    np.testing.assert_allclose(det.score_samples(queries), brute_knn(bank, queries, 3, "l2").mean(1), rtol=1e-5)
+    np.testing.assert_allclose(det.decision_function(queries), brute_knn(bank, queries, 3, "l2").mean(1), rtol=1e-5)
 
 
 def test_missing_faiss_message(monkeypatch):
@@ -192,7 +192,7 @@ def test_gmm_matches_sklearn(data):
 
     train, inliers, _ = data
     conf = {"n_components": 3, "covariance_type": "diag", "reg_covar": 1e-4, "max_iter": 50, "seed": 5}
-    got = build_detector("gmm", conf).fit(train).score_samples(inliers)
+    got = build_detector("gmm", conf).fit(train).decision_function(inliers)
     ref = GaussianMixture(3, covariance_type="diag", reg_covar=1e-4, max_iter=50, random_state=5).fit(train)
     np.testing.assert_allclose(got, -ref.score_samples(inliers), rtol=1e-10)
 
@@ -209,7 +209,7 @@ def test_mahalanobis_matches_sklearn_ledoit_wolf(data, squared):
     from sklearn.covariance import LedoitWolf
 
     train, inliers, _ = data
-    got = build_detector("mahalanobis", {"squared": squared}).fit(train).score_samples(inliers)
+    got = build_detector("mahalanobis", {"squared": squared}).fit(train).decision_function(inliers)
     ref = LedoitWolf().fit(train).mahalanobis(inliers)  # squared distances
     np.testing.assert_allclose(got, ref if squared else np.sqrt(ref), rtol=1e-8)
 
@@ -230,14 +230,14 @@ def test_conditional_flow_uses_the_condition(library, tmp_path):
         warnings.simplefilter("ignore")  # nflows' own deprecation warnings
         det = build_detector("flow", conf).fit(X, cond)
     x = rng.normal(size=(20, 4)) + 3
-    right, wrong = det.score_samples(x, np.zeros(20, int)), det.score_samples(x, np.ones(20, int))
+    right, wrong = det.decision_function(x, np.zeros(20, int)), det.decision_function(x, np.ones(20, int))
     assert right.mean() < wrong.mean()
     det.save(tmp_path / "f")
-    np.testing.assert_array_equal(load_detector(tmp_path / "f").score_samples(x, np.zeros(20, int)), right)
+    np.testing.assert_array_equal(load_detector(tmp_path / "f").decision_function(x, np.zeros(20, int)), right)
     with pytest.raises(DataError, match="condition id 7 was not seen"):
-        det.score_samples(x, np.full(20, 7))
+        det.decision_function(x, np.full(20, 7))
     with pytest.raises(DataError, match="needs a condition"):
-        det.score_samples(x)
+        det.decision_function(x)
 
 
 def test_nflows_backend_fits_and_detects(data):
@@ -247,7 +247,7 @@ def test_nflows_backend_fits_and_detects(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         det = build_detector("flow", {**TINY_CONF["flow"], "library": "nflows", "model": "nsf"}).fit(train)
-    assert det.score_samples(outliers).min() > det.score_samples(inliers).max()
+    assert det.decision_function(outliers).min() > det.decision_function(inliers).max()
 
 
 def test_flow_score_is_nll_in_input_units():
@@ -258,7 +258,7 @@ def test_flow_score_is_nll_in_input_units():
     det = build_detector("flow", {"epochs": 0, "transforms": 1, "hidden_features": 8, "device": "cpu"}).fit(X)
     z = (X - det.mean_) / det.std_
     gauss_nll = 0.5 * (z**2).sum(1) + 1.5 * np.log(2 * np.pi) + np.log(det.std_).sum()
-    assert abs(np.median(det.score_samples(X) - gauss_nll)) < 1.0
+    assert abs(np.median(det.decision_function(X) - gauss_nll)) < 1.0
 
 
 # --------------------------------------------------------------------------- AE, IDNN
@@ -270,7 +270,7 @@ def test_autoencoder_learns_and_matches_baseline_shape():
     det = build_detector("ae", {"epochs": 30, "batch_size": 64, "device": "cpu"}).fit(X)
     assert det.final_loss_ < 0.5 * det.initial_loss_
     assert len(det.loss_history_) == 30
-    np.testing.assert_allclose(det.score_samples(X).mean(), det.final_loss_, rtol=1e-5)
+    np.testing.assert_allclose(det.decision_function(X).mean(), det.final_loss_, rtol=1e-5)
     # official baseline: 640 -> 128 x4 -> 8 -> 128 x4 -> 640, BatchNorm + ReLU after each hidden Dense
     net = build_detector("ae", {})._build_module(640)
     linear = [m for m in net if isinstance(m, torch.nn.Linear)]
@@ -299,8 +299,20 @@ def test_torch_training_is_seeded_and_leaves_global_rng_alone(data):
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a = build_detector("ae", TINY_CONF["ae"], seed=1).fit(train).score_samples(inliers)
+    a = build_detector("ae", TINY_CONF["ae"], seed=1).fit(train).decision_function(inliers)
     after = torch.rand(1)
-    b = build_detector("ae", TINY_CONF["ae"], seed=1).fit(train).score_samples(inliers)
+    b = build_detector("ae", TINY_CONF["ae"], seed=1).fit(train).decision_function(inliers)
     np.testing.assert_array_equal(a, b)
     assert torch.equal(before, after)
+
+
+def test_score_samples_is_a_deprecated_alias_with_the_same_sign():
+    rng = np.random.default_rng(0)
+    train, queries = rng.normal(size=(50, 4)), rng.normal(size=(5, 4)) * 3
+    det = build_detector("mahalanobis").fit(train)
+    with pytest.warns(DeprecationWarning, match="use decision_function"):
+        old = det.score_samples(queries)
+    np.testing.assert_array_equal(old, det.decision_function(queries))
+    wrapper = DomainAdaptiveDetector("mahalanobis", mode="pooled").fit(train, np.array(["source"] * 50))
+    with pytest.warns(DeprecationWarning, match="use decision_function"):
+        np.testing.assert_array_equal(wrapper.score_samples(queries), wrapper.decision_function(queries))

@@ -52,14 +52,14 @@ def test_target_inlier_scores_low_only_once_target_clips_are_given(name, conf, d
     source_only = DomainAdaptiveDetector(name, conf, n_splits=2).fit(X[:300], domains[:300])
     adapted = DomainAdaptiveDetector(name, conf, smote=10, n_splits=2).fit(X, domains, groups=groups)
     assert set(adapted.models_) == {"source", "target"} and set(source_only.models_) == {"source"}
-    before = {k: source_only.score_samples(v) for k, v in tests.items()}
-    after = {k: adapted.score_samples(v) for k, v in tests.items()}
+    before = {k: source_only.decision_function(v) for k, v in tests.items()}
+    after = {k: adapted.decision_function(v) for k, v in tests.items()}
     # without its clips a target inlier scores above source inliers, like an anomaly ...
     assert auc(before["source"], before["target"]) > 0.95
     # ... with them it scores below the anomalies, and source inliers still do too
     assert auc(after["target"], after["anomaly"]) > max(0.95, auc(before["target"], before["anomaly"]))
     assert auc(after["source"], after["anomaly"]) > 0.95
-    # score_samples is the minimum over the domains' normalised scores
+    # decision_function is the minimum over the domains' normalised scores
     per_domain = adapted.score_domains(tests["target"])
     np.testing.assert_allclose(after["target"], np.minimum(per_domain["source"], per_domain["target"]))
 
@@ -70,15 +70,15 @@ def test_knn_k1_domain_min_equals_pooled_knn(domains_data):
     dmin = DomainAdaptiveDetector("knn", {"k": 1}).fit(X, domains, groups=groups)
     assert dmin.normalise_ == "none" and dmin.stats_ == {}
     pooled = DomainAdaptiveDetector("knn", {"k": 1}, mode="pooled").fit(X, domains)
-    np.testing.assert_allclose(dmin.score_samples(q), pooled.score_samples(q), rtol=1e-6)
-    np.testing.assert_allclose(pooled.score_samples(q), build_detector("knn", {"k": 1}).fit(X).score_samples(q))
+    np.testing.assert_allclose(dmin.decision_function(q), pooled.decision_function(q), rtol=1e-6)
+    np.testing.assert_allclose(pooled.decision_function(q), build_detector("knn", {"k": 1}).fit(X).decision_function(q))
 
 
 def test_modes_none_and_pooled_fit_one_model(domains_data):
     X, domains, groups, tests = domains_data
     none = DomainAdaptiveDetector("mahalanobis", {}, mode="none").fit(X, domains)
     ref = build_detector("mahalanobis", {}).fit(X[domains == "source"])
-    np.testing.assert_allclose(none.score_samples(tests["target"]), ref.score_samples(tests["target"]))
+    np.testing.assert_allclose(none.decision_function(tests["target"]), ref.decision_function(tests["target"]))
     pooled = DomainAdaptiveDetector("mahalanobis", {}, mode="pooled").fit(X, domains)
     assert list(pooled.models_) == ["pooled"]
 
@@ -92,10 +92,10 @@ def test_oof_normalisation_statistics(domains_data):
     loo = np.empty(len(target))
     for g in np.unique(tg):
         m = build_detector("mahalanobis", {}).fit(target[tg != g])
-        loo[tg == g] = m.score_samples(target[tg == g])
+        loo[tg == g] = m.decision_function(target[tg == g])
     np.testing.assert_allclose(det.stats_["target"], [loo.mean(), loo.std()], rtol=1e-10)
     train = DomainAdaptiveDetector("mahalanobis", {}, normalise="train").fit(X, domains, groups=groups)
-    in_sample = train.models_["target"].score_samples(target)
+    in_sample = train.models_["target"].decision_function(target)
     np.testing.assert_allclose(train.stats_["target"], [in_sample.mean(), in_sample.std()], rtol=1e-10)
     assert det.stats_["target"][0] > train.stats_["target"][0]  # held-out scores are higher
 
@@ -107,7 +107,7 @@ def test_wrapper_save_load_round_trip(domains_data, tmp_path):
     loaded = load_detector(tmp_path / "w")
     assert isinstance(loaded, DomainAdaptiveDetector) and loaded.get_params() == det.get_params()
     for v in tests.values():
-        np.testing.assert_array_equal(loaded.score_samples(v), det.score_samples(v))
+        np.testing.assert_array_equal(loaded.decision_function(v), det.decision_function(v))
     assert (tmp_path / "w" / "source" / "params.json").is_file()
     assert (tmp_path / "w" / "target" / "params.json").is_file()
 
@@ -162,10 +162,10 @@ def test_wrapper_errors(domains_data):
     with pytest.raises(DataError, match="no source rows"):
         DomainAdaptiveDetector("knn", {}, mode="none").fit(X[300:], domains[300:])
     with pytest.raises(Exception, match="not fitted"):
-        DomainAdaptiveDetector("knn", {}).score_samples(tests["source"])
+        DomainAdaptiveDetector("knn", {}).decision_function(tests["source"])
     det = DomainAdaptiveDetector("knn", {}).fit(X, domains)
     with pytest.raises(DataError, match="non-finite"):
-        det.score_samples(np.full((2, D), np.nan))
+        det.decision_function(np.full((2, D), np.nan))
 
 
 def test_wrapper_takes_many_rows_per_clip_with_a_neural_detector(domains_data, tmp_path):
@@ -174,10 +174,10 @@ def test_wrapper_takes_many_rows_per_clip_with_a_neural_detector(domains_data, t
     conf = {"epochs": 2, "hidden_features": 8, "bottleneck": 2, "batch_size": 64, "device": "cpu"}
     det = DomainAdaptiveDetector("ae", conf, normalise="train", smote=4).fit(X, domains, groups=groups)
     assert set(det.stats_) == {"source", "target"}
-    scores = det.score_samples(tests["target"])
+    scores = det.decision_function(tests["target"])
     assert scores.shape == (20,) and np.isfinite(scores).all()
     det.save(tmp_path / "ae")
-    np.testing.assert_array_equal(load_detector(tmp_path / "ae").score_samples(tests["target"]), scores)
+    np.testing.assert_array_equal(load_detector(tmp_path / "ae").decision_function(tests["target"]), scores)
 
 
 @pytest.mark.parametrize("name,conf", CASES[1:3])  # the density models it is meant for
@@ -189,9 +189,9 @@ def test_mean_shift_reuses_the_source_model_moved_onto_the_target_mean(name, con
     np.testing.assert_allclose(det.shifts_["all"], shift)
     source_model = build_detector(name, conf).fit(X[domains == "source"])
     q = np.r_[tests["source"], tests["target"], tests["anomaly"]]
-    expected = np.minimum(source_model.score_samples(q), source_model.score_samples(q + shift))
-    np.testing.assert_allclose(det.score_samples(q), expected, rtol=1e-6)
-    after = {k: det.score_samples(v) for k, v in tests.items()}
+    expected = np.minimum(source_model.decision_function(q), source_model.decision_function(q + shift))
+    np.testing.assert_allclose(det.decision_function(q), expected, rtol=1e-6)
+    after = {k: det.decision_function(v) for k, v in tests.items()}
     assert auc(after["target"], after["anomaly"]) > 0.95 and auc(after["source"], after["anomaly"]) > 0.95
 
 
@@ -210,6 +210,6 @@ def test_mean_shift_per_condition_and_round_trip(domains_data, tmp_path):
     loaded = load_detector(tmp_path / "ms")
     for c in (0, 1):
         qc = np.full(len(q), c)
-        np.testing.assert_array_equal(loaded.score_samples(q, qc), det.score_samples(q, qc))
+        np.testing.assert_array_equal(loaded.decision_function(q, qc), det.decision_function(q, qc))
     no_target = DomainAdaptiveDetector("mahalanobis", {}, mode="mean_shift").fit(X[:300], domains[:300])
     assert no_target.shifts_ == {} and set(no_target.score_domains(q)) == {"source"}

@@ -1,10 +1,10 @@
 """Inlier detectors (kNN, GMM, Mahalanobis, normalizing flow, AE, IDNN) and domain adaptation.
 
 Every detector follows :class:`~hybrid_asd.detectors.base.Detector`: ``fit(X, condition=None)``
-returns self, ``score_samples(X, condition=None)`` gives one score per row, higher = more
-anomalous. Build one by name with :func:`build_detector`; wrap it with
-:class:`DomainAdaptiveDetector` for source/target models; reload any saved one with
-:func:`load_detector`.
+returns self, ``decision_function(X, condition=None)`` gives one score per row, higher = more
+anomalous (PyOD's name and sign; ``score_samples`` is a deprecated alias). Build one by name with
+:func:`build_detector`; wrap it with :class:`DomainAdaptiveDetector` for source/target models;
+reload any saved one with :func:`load_detector`.
 """
 
 from hybrid_asd.detectors.base import Detector, NotFittedError, TrainingError

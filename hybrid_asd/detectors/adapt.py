@@ -9,7 +9,7 @@ DCASE 2021 Task 2 gives ~1000 normal source clips but only 3 target clips per se
   (optionally enlarged with ``smote`` interpolated points, see :func:`smote_interpolate`). Every
   row is scored by both models; each model's scores are normalised by statistics of its own
   training data, and the final score is the minimum over the domains. The test clip's domain is
-  never used (``score_samples`` takes no domain): a row that fits either domain scores low.
+  never used (``decision_function`` takes no domain): a row that fits either domain scores low.
 * ``mode="mean_shift"``: one model on the source rows; the target domain reuses it, moved onto the
   target clips: a row ``x`` gets ``min(s(x), s(x + mu_source - mu_target))``, ``s`` the source
   model's score and ``mu`` the mean training row of each domain (per condition, i.e. section, when
@@ -47,7 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from hybrid_asd.detectors.base import NotFittedError, check_condition, check_matrix, warn
+from hybrid_asd.detectors.base import (
+    NotFittedError, check_condition, check_matrix, deprecated_score_samples, warn,
+)
 from hybrid_asd.detectors.persistence import (
     FORMAT_VERSION, PARAMS_FILE, load_detector, read_saved_params, register_loader,
 )
@@ -293,7 +295,7 @@ class DomainAdaptiveDetector:
         else:
             if normalise == "oof":
                 warn(f"{self._who()}: one {domain} clip only; normalising with in-sample scores")
-            scores = model.score_samples(X, cond)
+            scores = model.decision_function(X, cond)
         mean, std = float(np.mean(scores)), float(np.std(scores))
         if not std > 1e-12 * max(1.0, abs(mean)):
             warn(f"{self._who()}: {domain} reference scores have zero spread; using std 1")
@@ -308,7 +310,7 @@ class DomainAdaptiveDetector:
         for fold in range(n_splits):
             held = folds == fold
             model = self._fit_model(X[~held], _take(cond, ~held), smote)
-            out[held] = model.score_samples(X[held], _take(cond, held))
+            out[held] = model.decision_function(X[held], _take(cond, held))
         return out
 
     # ---- scoring
@@ -325,7 +327,7 @@ class DomainAdaptiveDetector:
             return self._score_mean_shift(X, cond)
         out = {}
         for domain, model in self.models_.items():
-            scores = model.score_samples(X, cond)
+            scores = model.decision_function(X, cond)
             if domain in self.stats_:
                 mean, std = self.stats_[domain]
                 scores = (scores - mean) / std
@@ -334,20 +336,25 @@ class DomainAdaptiveDetector:
 
     def _score_mean_shift(self, X: np.ndarray, cond: np.ndarray | None) -> dict[str, np.ndarray]:
         model = self.models_["source"]
-        out = {"source": model.score_samples(X, cond)}
+        out = {"source": model.decision_function(X, cond)}
         if self.shifts_:
             keys = _condition_keys(len(X), cond)
             moved = X.copy()
             for key, shift in self.shifts_.items():
                 moved[keys == key] += shift.astype(X.dtype, copy=False)
             # rows of a condition without target clips are not moved: their "target" score is the source one
-            out["target"] = model.score_samples(moved, cond)
+            out["target"] = model.decision_function(moved, cond)
         return out
 
-    def score_samples(self, X: Any, condition: Any = None) -> np.ndarray:
+    def decision_function(self, X: Any, condition: Any = None) -> np.ndarray:
         """Anomaly score per row (higher = more anomalous): the minimum over the domain models."""
         per_domain = self.score_domains(X, condition)
         return np.min(np.stack(list(per_domain.values())), axis=0)
+
+    def score_samples(self, X: Any, condition: Any = None) -> np.ndarray:
+        """Deprecated alias of :meth:`decision_function`."""
+        deprecated_score_samples(type(self).__name__)
+        return self.decision_function(X, condition)
 
     # ---- persistence: one sub-folder per domain model, params.json last
     def save(self, directory: str | Path) -> Path:
@@ -433,5 +440,5 @@ def cross_fit_scores(
         if not (domains[~held] == "source").any() and mode != "pooled":
             raise DataError(f"{who}: fold {fold} has no source clips left to fit on")
         detector.fit(X[~held], domains[~held], _take(cond, ~held), groups[~held])
-        out[held] = detector.score_samples(X[held], _take(cond, held))
+        out[held] = detector.decision_function(X[held], _take(cond, held))
     return out

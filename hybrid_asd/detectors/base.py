@@ -4,8 +4,10 @@ A detector is built from plain parameters, ``fit`` on normal rows and then score
 
 * ``__init__`` stores parameters only (no validation, no work); ``get_params()`` returns them.
 * ``fit(X, condition=None)`` returns ``self`` and sets attributes whose names end in ``_``.
-* ``score_samples(X, condition=None)`` returns one float per row, **higher = more anomalous**;
-  each detector flips its own sign once, inside itself.
+* ``decision_function(X, condition=None)`` returns one float per row, **higher = more anomalous**;
+  each detector flips its own sign once, inside itself. The name and the sign are PyOD's; in
+  scikit-learn, ``score_samples`` means the opposite (higher = more normal), so it is only a
+  deprecated alias here (:func:`deprecated_score_samples`), kept for older callers.
 * ``condition`` is an optional int array of per-row group ids (e.g. the section); conditional
   models (the flow) use it, the others ignore it.
 * ``save(directory)`` / :func:`load_detector` round-trip without pickled code: parameters and
@@ -130,8 +132,8 @@ class Detector(abc.ABC):
         self.n_features_in_ = int(X.shape[1])  # set last: marks the detector as fitted
         return self
 
-    def score_samples(self, X: Any, condition: Any = None) -> np.ndarray:
-        """Anomaly score per row, shape (n,), higher = more anomalous."""
+    def decision_function(self, X: Any, condition: Any = None) -> np.ndarray:
+        """Anomaly score per row, shape (n,), higher = more anomalous (PyOD's sign)."""
         self._check_fitted()
         X = check_matrix(X, who=self._who(), n_features=self.n_features_in_)
         cond = check_condition(condition, len(X), who=self._who())
@@ -141,6 +143,11 @@ class Detector(abc.ABC):
         if not np.all(np.isfinite(scores)):
             log.warning("%s: %d non-finite scores", self._who(), int((~np.isfinite(scores)).sum()))
         return scores
+
+    def score_samples(self, X: Any, condition: Any = None) -> np.ndarray:
+        """Deprecated alias of :meth:`decision_function` (same sign: higher = more anomalous)."""
+        deprecated_score_samples(type(self).__name__)
+        return self.decision_function(X, condition)
 
     def is_fitted(self) -> bool:
         return hasattr(self, "n_features_in_")
@@ -213,6 +220,14 @@ class Detector(abc.ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def deprecated_score_samples(owner: str) -> None:
+    """Warn that ``score_samples`` is the old name of ``decision_function``."""
+    warnings.warn(
+        f"{owner}.score_samples is deprecated: use decision_function (the same scores, higher = more anomalous; "
+        "in scikit-learn score_samples means the opposite sign)", DeprecationWarning, stacklevel=3,
+    )
 
 
 def warn(message: str) -> None:

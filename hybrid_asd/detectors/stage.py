@@ -172,7 +172,7 @@ def fit_one_detector(
             )
         else:
             log.warning("%s: cross_fit_splits < 2, train-clip scores are in-sample (biased low)", entry.id)
-            row_scores = detector.score_samples(sub.X, condition=condition)
+            row_scores = detector.decision_function(sub.X, condition=condition)
         per_clip = clip_scores(row_scores, sub.clip_index, len(train))
         oof[clip_ids] = per_clip[clip_ids]
     return oof
@@ -206,7 +206,7 @@ def score_one_detector(entry: DetectorEntry, clips: list[Clip], rows: Rows, exp:
         detector = DomainAdaptiveDetector.load(model_dir)
         sub = rows.for_clips(clip_ids)
         condition = section_condition(entry, sections_all, sub)
-        per_clip = clip_scores(detector.score_samples(sub.X, condition=condition), sub.clip_index, len(clips))
+        per_clip = clip_scores(detector.decision_function(sub.X, condition=condition), sub.clip_index, len(clips))
         scores[clip_ids] = per_clip[clip_ids]
     return scores
 
