@@ -305,15 +305,17 @@ def add_fuse_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", choices=RULES.names(), default=None,
                    help=f"fusion rule (default: the --weights file's, else {ENSEMBLE.rule})")
     p.add_argument("--weights", type=Path, default=None, help="YAML with ensemble: {rule, weights} (e.g. from --tune)")
-    p.add_argument("--normalise", choices=NORMALISERS, default=None, help=f"default {ENSEMBLE.normalise}")
+    p.add_argument("--normalise", choices=NORMALISERS, default=None,
+                   help=f"score normalisation before fusing (default {ENSEMBLE.normalise})")
     p.add_argument("--per-domain", action="store_true", help="z-normalisation statistics per domain too")
     p.add_argument("--tune", action="store_true", help="search the weights that maximise the official score")
-    p.add_argument("--protocol", choices=PROTOCOLS, default=None, help=f"default {EVALUATION.protocol}")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help=f"evaluation protocol of the reported and tuned score (default {EVALUATION.protocol})")
     p.add_argument("--threshold-quantile", type=float, default=None,
                    help=f"decision threshold quantile (default {EVALUATION.threshold_quantile})")
     p.add_argument("--max-fpr", type=float, default=None, help=f"pAUC max FPR (default {EVALUATION.max_fpr})")
     p.add_argument("--tune-method", choices=TUNE_METHODS, default=None,
-                   help=f"default {TUNE.method} (grid up to 4 detectors, else optimiser)")
+                   help=f"weight search (default {TUNE.method}: grid up to 4 detectors, else optimiser)")
     p.add_argument("--grid-step", type=float, default=None,
                    help=f"simplex grid step for --tune (default {TUNE.grid_step})")
     p.add_argument("--per-machine", action="store_true", help="tune one weight set per machine type")
@@ -328,7 +330,8 @@ def add_evaluate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ground-truth", type=Path, default=None, help="folder of ground_truth_*.csv")
     p.add_argument("--data-root", type=Path, default=None, help="labelled data root (instead of --ground-truth)")
     p.add_argument("--machine", action="append", help="only this machine type from --data-root (repeatable)")
-    p.add_argument("--protocol", choices=PROTOCOLS, default=None, help=f"default {EVALUATION.protocol}")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                   help=f"evaluation protocol (default {EVALUATION.protocol})")
     p.add_argument("--max-fpr", type=float, default=None, help=f"pAUC max FPR (default {EVALUATION.max_fpr})")
     p.add_argument("--out", type=Path, default=None, help="write the result table CSV here")
 

@@ -37,13 +37,6 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
 DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
 
 
-def check_device(device: str) -> str:
-    """``device`` if it names a device kind we support, else a ConfigError listing them."""
-    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
-        raise ConfigError(f"device {device!r} is not one of {DEVICES_HELP}")
-    return device
-
-
 class Config(Section):
     """The resolved config of one approach: what every stage reads."""
 
@@ -209,6 +202,6 @@ def config_schema() -> dict[str, Any]:
 
 
 __all__ = [
-    "Config", "DEVICES_HELP", "OE_SCORES", "apply_override", "check_device", "config_schema", "dump_config",
+    "Config", "DEVICES_HELP", "OE_SCORES", "DEVICE_PATTERN", "apply_override", "config_schema", "dump_config",
     "fingerprint", "load_config", "parse_override", "read_yaml_mapping",
 ]

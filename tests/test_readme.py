@@ -23,3 +23,32 @@ def test_readme_main_job_command_exists_as_cli():
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     for name in commands:
         assert f"hybrid-asd {name}" in readme, f"README.md has no line for 'hybrid-asd {name}'"
+
+
+def test_architecture_doc_shows_the_stage_table_and_every_config_key():
+    import typing
+
+    from pydantic import BaseModel
+
+    from hybrid_asd.config import Config
+    from hybrid_asd.stages import STAGES
+
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    for stage in STAGES:
+        assert f"| {stage.number} | `{stage.name}` | {', '.join(stage.reads)} |" in doc, stage.name
+        assert f"`{stage.run}`" in doc
+    configs = doc[doc.index("## Configs"):doc.index("## Modules")]
+
+    def fields(model: type[BaseModel]):
+        for name, field in model.model_fields.items():
+            yield name
+            for arg in (field.annotation, *typing.get_args(field.annotation)):
+                for inner in (arg, *typing.get_args(arg)):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        yield from fields(inner)
+
+    def shown(name: str) -> bool:  # as a key, a dotted part of one, or one of a list of keys in a row
+        return any(form in configs for form in (f"`{name}`", f"`{name}.", f".{name}`", f".{name}.", f" `{name}`,"))
+
+    missing = sorted({name for name in fields(Config) if not shown(name)})
+    assert missing == [], f"docs/architecture.md's config table lacks {missing}"
