@@ -58,6 +58,17 @@ class Config(Section):
             raise ValueError(f"must be one of {DEVICES_HELP}")
         return device
 
+    @field_validator("extractor")
+    @classmethod
+    def _extractor_fits_the_data(cls, extractor: ExtractorSettings | None, info: ValidationInfo
+                                 ) -> ExtractorSettings | None:
+        if extractor is not None and "data" in info.data:
+            # Lazy: backbones.py imports torch; only configs with an extractor get here.
+            from hybrid_asd.extractor.backbones import check_backbone_data
+
+            check_backbone_data(extractor, info.data["data"])
+        return extractor
+
     @field_validator("detectors")
     @classmethod
     def _detectors_fit_the_config(cls, detectors: list[DetectorEntry], info: ValidationInfo) -> list[DetectorEntry]:

@@ -117,8 +117,8 @@ BAD_VALUES = [
     ("extractor.head.name=arcfase", "extractor.head.name = 'arcfase': unknown head 'arcfase'; known: adacos, arcface, softmax, "
                                     "subcluster_adacos"),
     ("extractor.backbone.name=tiny_cnnn", "extractor.backbone.name = 'tiny_cnnn': unknown backbone 'tiny_cnnn'"),
-    ("extractor.labels=machine", "extractor.labels = 'machine': must be 'section', 'section_domain' or "
-                                 "'section_attribute_domain'"),
+    ("extractor.labels=machine", "extractor.labels = 'machine': must be 'section', 'section_domain', "
+                                 "'section_attribute_domain' or 'section_attribute'"),
     ("extractor.optimizer.name=sgd", "extractor.optimizer.name = 'sgd': must be 'adam' or 'adamw'"),
     ("extractor.scheduler.name=linear", "extractor.scheduler.name = 'linear': must be 'none', 'cosine' or 'step'"),
 ]

@@ -40,7 +40,10 @@ def tiny_overrides(path: Path) -> list[str]:
     """Tiny models and one epoch, whatever the config."""
     raw = load_config(path)
     out = ["extractor.epochs=1"] if raw.extractor is not None else []
-    if raw.extractor is not None:
+    if raw.extractor is not None and raw.extractor.input == "waveform":  # the multibranch network, narrow
+        out += ["extractor.backbone.conf.width=8", "extractor.backbone.conf.clip_seconds=2.0",
+                "extractor.batch_size=32"]
+    elif raw.extractor is not None:
         out += ["extractor.backbone.name=tiny_cnn", "extractor.backbone.conf={}", "extractor.batch_size=32",
                 "extractor.max_patches_per_clip=4"]
     for i, entry in enumerate(raw.detectors):

@@ -4,6 +4,8 @@ A backbone maps log-mel inputs ``(B, 1, n_mels, frames)`` to embeddings ``(B, em
 Any timm model name works (created offline: ``pretrained=False``, one input channel, no
 classifier) followed by a linear projection and batch norm to ``embedding_dim``; small networks
 registered in :data:`BACKBONES` (``tiny_cnn`` for tests) are chosen by the same name field.
+``multibranch`` (:mod:`hybrid_asd.extractor.multibranch`) takes waveform crops ``(B, 1, samples)``
+instead (``extractor.input: waveform``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from torch import nn
 
 from hybrid_asd.errors import ConfigError
 from hybrid_asd.extractor.heads import build_head
+from hybrid_asd.extractor.multibranch import MultiBranchNet
 from hybrid_asd.registry import Registry, check_kwargs
 from hybrid_asd.settings import InvalidKey
 
 if TYPE_CHECKING:  # annotations only: extractor.settings checks names with this module
+    from hybrid_asd.data.settings import DataSettings
     from hybrid_asd.extractor.settings import ExtractorSettings
 
 log = logging.getLogger(__name__)
@@ -78,15 +82,24 @@ class TinyCNN(nn.Module):
         return self.projection(self.body(x))
 
 
+BACKBONES.register("multibranch")(MultiBranchNet)  # whole-clip waveforms (hybrid_asd.extractor.multibranch)
+
+
 def check_backbone(name: str, conf: Mapping[str, Any] | None = None) -> None:
     """Raise :class:`InvalidKey` (``name`` or ``conf``) unless ``name`` is a registered network or a
     timm model; the ``conf`` keys of a registered network are checked too (timm's are not known
-    before the model is built)."""
+    before the model is built), and their types and ranges where the network has a ``check_conf``."""
     if name in BACKBONES:
+        factory = BACKBONES.get(name)
         try:
-            check_kwargs(BACKBONES.get(name), {**(conf or {}), "embedding_dim": 0}, where=f"backbone {name!r} conf")
+            check_kwargs(factory, {**(conf or {}), "embedding_dim": 0}, where=f"backbone {name!r} conf")
         except ConfigError as exc:
             raise InvalidKey("conf", dict(conf or {}), str(exc)) from None
+        if hasattr(factory, "check_conf"):
+            try:
+                factory.check_conf(conf or {})
+            except InvalidKey as exc:
+                raise InvalidKey(f"conf.{exc.key}", exc.value, exc.message) from None
         return
     import timm  # lazy: importing timm takes seconds, and only timm backbone names need it
 
@@ -96,6 +109,37 @@ def check_backbone(name: str, conf: Mapping[str, Any] | None = None) -> None:
         raise InvalidKey("name", name, f"unknown backbone {name!r}: neither a registered network "
                                        f"({', '.join(BACKBONES.names())}) nor a timm model; e.g. {', '.join(examples)} "
                                        "(see timm.list_models())")
+
+
+def backbone_input(name: str) -> str:
+    """What a backbone takes: ``"waveform"`` (``extractor.input: waveform``) or ``"logmel"``
+    (patches or whole log-mels; every timm model)."""
+    return getattr(BACKBONES.get(name), "input_kind", "logmel") if name in BACKBONES else "logmel"
+
+
+def check_backbone_fits(extractor: ExtractorSettings) -> None:
+    """Raise :class:`InvalidKey` (relative to the extractor section) where the backbone does not fit
+    the section's other keys: its input kind against ``input``, and the network's own constraints."""
+    name = extractor.backbone.name
+    kind = backbone_input(name)
+    if kind == "waveform" and extractor.input != "waveform":
+        raise InvalidKey("input", extractor.input, f"backbone {name!r} takes waveforms; set extractor.input: waveform")
+    if kind != "waveform" and extractor.input == "waveform":
+        raise InvalidKey("input", extractor.input, f"backbone {name!r} takes log-mels (patches or clip); waveform "
+                                                   "input needs a waveform network (multibranch)")
+    if name in BACKBONES and hasattr(BACKBONES.get(name), "check_extractor"):
+        BACKBONES.get(name).check_extractor(extractor)
+
+
+def check_backbone_data(extractor: ExtractorSettings, data: DataSettings) -> None:
+    """Raise :class:`InvalidKey` (relative to the extractor section) where a registered network's conf
+    contradicts the ``data`` section (e.g. its sample rate)."""
+    name = extractor.backbone.name
+    if name in BACKBONES and hasattr(BACKBONES.get(name), "check_data"):
+        try:
+            BACKBONES.get(name).check_data(extractor.backbone.conf, data)
+        except InvalidKey as exc:
+            raise InvalidKey(f"backbone.conf.{exc.key}", exc.value, exc.message) from None
 
 
 def build_backbone(name: str, embedding_dim: int, conf: Mapping[str, Any] | None = None) -> nn.Module:

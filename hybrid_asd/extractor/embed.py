@@ -1,7 +1,8 @@
 """Clip embeddings and outlier-exposure (OE) scores from a trained extractor checkpoint.
 
 For every clip: its log-mel is cut into patches as in training (or fed whole for ``input:
-clip``), each patch is embedded, and
+clip``; its waveform cut into crops of the network's input length for ``input: waveform``), each
+patch is embedded, and
 
 - the clip embedding is the mean of its patch embeddings; for angular heads (ArcFace, AdaCos,
   sub-cluster AdaCos) patch embeddings are L2-normalised before averaging and the mean is
@@ -26,6 +27,7 @@ from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import DataError
 from hybrid_asd.extractor.checkpoint import checkpoint_settings, load_checkpoint
 from hybrid_asd.extractor.labels import section_key
+from hybrid_asd.extractor.waveforms import waveform_windows
 from hybrid_asd.features.patches import make_patches
 from hybrid_asd.utils import resolve_device
 
@@ -41,9 +43,12 @@ def section_masks(meta: dict[str, Any]) -> np.ndarray:
 
 
 def clip_windows(logmel: np.ndarray, meta: dict[str, Any], name: str) -> np.ndarray:
-    """``(n_windows, n_mels, frames)`` network inputs of one clip, as in training."""
+    """``(n_windows, n_mels, frames)`` network inputs of one clip, as in training
+    (``input: waveform``: ``(n_windows, samples)`` crops of the clip's waveform)."""
     if meta.get("input", "patches") == "clip":
         return logmel[None]
+    if meta.get("input") == "waveform":
+        return waveform_windows(logmel, int(meta["input_samples"]))
     try:
         return make_patches(logmel, int(meta["patch_frames"]), int(meta["patch_hop"]))
     except ValueError as exc:

@@ -7,7 +7,11 @@ Schemes (``extractor.labels``):
   form their own class;
 - ``section_attribute_domain``: source-domain clips get one class per section and attribute
   string (e.g. ``fan/section_00/source/...``), the target-domain clips of a section one class
-  together (they are too few, about 3, to split by attribute).
+  together (they are too few, about 3, to split by attribute);
+- ``section_attribute``: every clip, target clips included, gets one class per section, domain and
+  attribute string: the labels of Wilkinghoff (ICASSP 2023) and ASDKit's
+  ``machine_section_attr_domain``; clips without attributes (DCASE 2021 names) fall back to
+  section x domain.
 
 Sections are identified as ``<machine>/section_<nn>``; ``class_to_section[i]`` is the index of
 class ``i``'s section in :func:`section_names` of the same clips (sorted).
@@ -22,7 +26,7 @@ import numpy as np
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import ConfigError
 
-SCHEMES = ("section", "section_domain", "section_attribute_domain")
+SCHEMES = ("section", "section_domain", "section_attribute_domain", "section_attribute")
 
 
 def section_key(clip: Clip) -> str:
@@ -32,6 +36,11 @@ def section_key(clip: Clip) -> str:
 def section_names(clips: Sequence[Clip]) -> list[str]:
     """Sorted unique section keys of ``clips``."""
     return sorted({section_key(c) for c in clips})
+
+
+def attribute_string(clip: Clip) -> str:
+    """The clip's attributes as in its file name (empty when it has none)."""
+    return clip.attributes_raw or "_".join(f"{k}_{v}" for k, v in clip.attributes)
 
 
 def class_key(clip: Clip, scheme: str) -> str:
@@ -44,8 +53,10 @@ def class_key(clip: Clip, scheme: str) -> str:
     if scheme == "section_attribute_domain":
         if clip.domain == "target":
             return f"{section}/target"
-        attributes = clip.attributes_raw or "_".join(f"{k}_{v}" for k, v in clip.attributes) or "none"
-        return f"{section}/{clip.domain}/{attributes}"
+        return f"{section}/{clip.domain}/{attribute_string(clip) or 'none'}"
+    if scheme == "section_attribute":
+        attributes = attribute_string(clip)
+        return f"{section}/{clip.domain}/{attributes}" if attributes else f"{section}/{clip.domain}"
     raise ConfigError(f"unknown extractor.labels scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
 

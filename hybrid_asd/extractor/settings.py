@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hybrid_asd.extractor.labels import SCHEMES
 from hybrid_asd.settings import (
     Bool, Component, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Section,
 )
 
-INPUT_MODES = ("patches", "clip")
+INPUT_MODES = ("patches", "clip", "waveform")
 OPTIMIZER_NAMES = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine", "step")
 
@@ -46,7 +46,8 @@ class ExtractorSettings(Section):
     head: Component = Component(name="softmax")
     embedding_dim: PositiveInt = 128
     labels: Literal[SCHEMES] = "section"  # type: ignore[valid-type]
-    input: Literal[INPUT_MODES] = "patches"  # type: ignore[valid-type]  # or clip (the whole log-mel)
+    # patches | clip (the whole log-mel) | waveform (whole-clip waveforms, for the multibranch network)
+    input: Literal[INPUT_MODES] = "patches"  # type: ignore[valid-type]
     input_norm: Bool = True  # standardise inputs with the training log-mels' global mean and std
     mixup: NonNegativeFloat = 0.0  # mixup alpha; 0 disables
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
@@ -77,3 +78,11 @@ class ExtractorSettings(Section):
 
         check_head(head.name, head.conf)
         return head
+
+    @model_validator(mode="after")
+    def _backbone_fits(self) -> "ExtractorSettings":
+        # Lazy, as above: backbones.py imports torch.
+        from hybrid_asd.extractor.backbones import check_backbone_fits
+
+        check_backbone_fits(self)
+        return self

@@ -21,6 +21,7 @@ from hybrid_asd.errors import StageError
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.extractor.embed import extract
 from hybrid_asd.extractor.train import train_extractor
+from hybrid_asd.extractor.waveforms import WaveformSource
 from hybrid_asd.features.cache import FeatureCache
 from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_save_npy, env_world
@@ -33,6 +34,13 @@ def feature_cache(config: Config, device: str) -> FeatureCache:
     if world is not None and device.startswith("cuda"):
         device = f"cuda:{world[2]}"  # under torchrun each process computes cache misses on its own GPU
     return FeatureCache(config.features, config.data, device=device)
+
+
+def extractor_inputs(config: Config, device: str) -> FeatureCache | WaveformSource:
+    """What the extractor reads: waveforms for ``input: waveform``, else the log-mel cache."""
+    if config.extractor is not None and config.extractor.input == "waveform":
+        return WaveformSource(config.data)
+    return feature_cache(config, device)
 
 
 def run_train(exp: Experiment, config: Config, *, device: str, progress: bool = True) -> Path | None:
@@ -49,7 +57,7 @@ def run_train(exp: Experiment, config: Config, *, device: str, progress: bool = 
     if not train:
         raise StageError(f"{exp.manifest_path('train')} lists no normal clips")
     return train_extractor(
-        train, feature_cache(config, device), config.extractor, config.features, files,
+        train, extractor_inputs(config, device), config.extractor, config.features, files,
         device=device, seed=config.seed, progress=progress,
     )
 
@@ -62,7 +70,7 @@ def run_extract(exp: Experiment, config: Config, *, device: str, progress: bool 
     checkpoint = exp.require(exp.extractor.checkpoint, "train")
     clips = exp.train_clips() + exp.test_clips()
     embeddings, scores = extract(
-        checkpoint, clips, feature_cache(config, device), device=device,
+        checkpoint, clips, extractor_inputs(config, device), device=device,
         batch_size=config.extractor.extract_batch_size, progress=progress,
     )
     write_clip_list(exp.embedding_clips_path, clips)

@@ -1,4 +1,5 @@
-"""Training of the feature extractor (section classifier) on log-mel patches or whole clips.
+"""Training of the feature extractor (section classifier) on log-mel patches, whole log-mels or
+waveform crops (``input: waveform``, :mod:`hybrid_asd.extractor.waveforms`).
 
 One entry point, :func:`train_extractor`. It loads every training log-mel once from the feature
 cache, holds out a validation split of normal clips (stratified by class, by clip), trains with
@@ -46,6 +47,7 @@ from hybrid_asd.extractor.checkpoint import (
 from hybrid_asd.extractor.dataset import PatchDataset, identity_collate, stratified_split
 from hybrid_asd.extractor.labels import make_labels, section_names
 from hybrid_asd.extractor.settings import OPTIMIZER_NAMES, ExtractorSettings
+from hybrid_asd.extractor.waveforms import CropDataset
 from hybrid_asd.features.settings import FeatureSettings
 from hybrid_asd.utils import atomic_write_text, resolve_device, seed_everything
 
@@ -95,10 +97,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, conf: ExtractorSettings) ->
 # --- data -------------------------------------------------------------------------------------
 def build_datasets(
     clips: Sequence[Clip], logmels: Sequence[np.ndarray], label_ids: np.ndarray, conf: ExtractorSettings,
-    features: FeatureSettings, seed: int,
-) -> tuple[PatchDataset, PatchDataset | None, np.ndarray, dict[str, Any]]:
-    """Train/validation datasets, the validation clip indices and the input geometry for the meta."""
+    features: FeatureSettings, seed: int, input_samples: int | None = None,
+) -> tuple[PatchDataset | CropDataset, PatchDataset | CropDataset | None, np.ndarray, dict[str, Any]]:
+    """Train/validation datasets, the validation clip indices and the input geometry for the meta.
+
+    ``logmels`` are waveforms for ``input: waveform``, cropped to the network's ``input_samples``.
+    """
     train_idx, val_idx = stratified_split(label_ids, conf.val_fraction, np.random.default_rng(seed))
+    if conf.input == "waveform":
+        return (*waveform_datasets(logmels, label_ids, clips, train_idx, val_idx, conf, input_samples, seed),
+                val_idx, {"input": "waveform", "input_samples": input_samples})
     names = [str(c.path) for c in clips]
     if conf.input == "patches":
         frames, hop = features.patch_frames, features.patch_hop
@@ -122,7 +130,21 @@ def build_datasets(
 
     train_ds = subset(train_idx, train_hop, repeats[train_idx], max_per_clip)
     val_ds = subset(val_idx, val_hop, None, None) if len(val_idx) else None
-    return train_ds, val_ds, val_idx, geometry
+    return train_ds, val_ds, val_idx, {**geometry, "n_mels": int(train_ds.n_mels)}
+
+
+def waveform_datasets(
+    waves: Sequence[np.ndarray], label_ids: np.ndarray, clips: Sequence[Clip], train_idx: np.ndarray,
+    val_idx: np.ndarray, conf: ExtractorSettings, samples: int | None, seed: int,
+) -> tuple[CropDataset, CropDataset | None]:
+    """Training crops at random offsets (one per clip and epoch) and each validation clip's first crop."""
+    if samples is None:
+        raise ValueError("input: waveform needs the network's input length (input_samples)")
+    repeats = np.asarray([conf.target_oversample if clips[i].domain == "target" else 1 for i in train_idx])
+    train_ds = CropDataset([waves[i] for i in train_idx], label_ids[train_idx], samples, repeats=repeats, seed=seed)
+    val_ds = (CropDataset([waves[i] for i in val_idx], label_ids[val_idx], samples, random=False)
+              if len(val_idx) else None)
+    return train_ds, val_ds
 
 
 def make_loader(dataset: PatchDataset, batch_size: int, info: ddp.DistInfo, *, shuffle: bool, seed: int,
@@ -275,8 +297,10 @@ def _train(
     seed_everything(seed)
     model = build_model(conf, n_classes=len(classes))  # before loading data: config errors come first
     show = progress and info.is_main
-    logmels = features.get_many([c.path for c in clips], progress=show)
-    train_ds, val_ds, val_idx, geometry = build_datasets(clips, logmels, label_ids, conf, features_conf, seed)
+    logmels = features.get_many([c.path for c in clips], progress=show)  # waveforms for input: waveform
+    train_ds, val_ds, val_idx, geometry = build_datasets(
+        clips, logmels, label_ids, conf, features_conf, seed, input_samples=getattr(model.backbone, "samples", None)
+    )
     del logmels
     if conf.input_norm:
         model.set_input_stats(*train_ds.input_stats())
@@ -347,7 +371,7 @@ def _train(
         meta = make_meta(
             train_paths=[c.path for c in clips], seed=seed, classes=classes, class_to_section=class_to_section,
             sections=section_names(clips), train_fingerprint=run_fp, epochs=conf.epochs,
-            n_mels=int(train_ds.n_mels), val_paths=[str(clips[i].path) for i in val_idx], **geometry,
+            val_paths=[str(clips[i].path) for i in val_idx], **geometry,
         )
         save_checkpoint(files.checkpoint, model.state_dict(),
                         {"extractor": conf.to_dict(), "features": features_conf.to_dict()}, meta)
