@@ -3,9 +3,11 @@ feed the detectors.
 
 - :mod:`~hybrid_asd.extractor.backbones`: ``BACKBONES``, :func:`build_backbone` (timm models or
   registered networks such as ``tiny_cnn``), :class:`ExtractorModel`, :func:`build_model`.
+- :mod:`~hybrid_asd.extractor.multibranch`: the ``multibranch`` whole-clip waveform network
+  (spectrum + STFT branches); :mod:`~hybrid_asd.extractor.waveforms`: its waveform data.
 - :mod:`~hybrid_asd.extractor.heads`: ``HEADS`` (softmax, arcface, adacos, subcluster_adacos).
 - :mod:`~hybrid_asd.extractor.labels`: :func:`make_labels` (section, section_domain,
-  section_attribute_domain).
+  section_attribute_domain, section_attribute).
 - :mod:`~hybrid_asd.extractor.train`: :func:`train_extractor` (resumable, DDP under torchrun).
 - :mod:`~hybrid_asd.extractor.embed`: :func:`extract` (embeddings + OE scores).
 - :mod:`~hybrid_asd.extractor.checkpoint`: :func:`save_checkpoint`, :func:`load_checkpoint`.
