@@ -67,7 +67,7 @@ def export_system(source: str | Path | Sequence[str | Path], out: str | Path, *,
         evaluation = evaluation_table(system, fused, tmp / EVALUATION_FILE)
         atomic_write_json(tmp / SYSTEM_FILE, system_spec(system))
         atomic_write_text(tmp / MODEL_CARD, model_card(system, evaluation, command or command_line()))
-        loaded = System.from_folder(tmp)  # the folder must load before it replaces anything
+        loaded = System.from_folder(tmp, device="cpu").load()  # it must load before it replaces anything
         if loaded.thresholds != system.thresholds:  # pragma: no cover - JSON round-trips floats exactly
             raise StageError(f"{tmp}: thresholds changed on the way through {SYSTEM_FILE}")
         if out.exists():

@@ -45,19 +45,21 @@ def series_of(records: list[ClipScore]) -> list[Series]:
 
 
 def series_figure(series: list[Series]) -> Figure:
-    """Fused score at each window's centre, the threshold as a dashed line, anomalous windows shaded."""
+    """Fused score at each window's centre, the threshold as a dashed line over the windows, anomalous
+    windows shaded."""
     fig = Figure(figsize=(10, 2.8 * len(series)), layout="constrained")
     axes = fig.subplots(len(series), 1, squeeze=False)[:, 0]
     for ax, s in zip(axes, series):
         centre = (s.start + s.end) / 2
         ax.plot(centre, s.score, marker=".", color="C0", label="fused score")
-        ax.step(centre, s.threshold, where="mid", linestyle="--", color=THRESHOLD_COLOR, label="threshold")
+        ax.step(np.r_[s.start, s.end[-1]], np.r_[s.threshold, s.threshold[-1]], where="post", linestyle="--",
+                color=THRESHOLD_COLOR, label="threshold")
         for start, end in zip(s.start[s.decision == 1], s.end[s.decision == 1]):
             ax.axvspan(start, end, color=THRESHOLD_COLOR, alpha=0.08, linewidth=0)
         ax.set_title(f"{Path(s.path).name}: section {s.section:02d}, domain {s.domain}", fontsize=10)
         ax.set_xlabel("time (s)")
         ax.set_ylabel("anomaly score")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     return fig
 
 
