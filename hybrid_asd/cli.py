@@ -30,6 +30,7 @@ from hybrid_asd.ensemble.settings import TUNE_METHODS, EnsembleSettings, TuneSet
 from hybrid_asd.errors import HybridASDError
 from hybrid_asd.evaluation.settings import EMBEDDING_METHODS, PROTOCOLS, EvaluationSettings
 from hybrid_asd.experiment import Experiment
+from hybrid_asd.monitor.commands import add_monitor_parsers
 from hybrid_asd.pipeline import make_config, run_stage, run_stages
 from hybrid_asd.stages import STAGE_NAMES, STAGES, Stage, format_table, stage_name
 from hybrid_asd.utils import resolve_device, seed_everything, setup_logging
@@ -262,11 +263,19 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hybrid_asd.evaluation.report import write_reports  # lazy: loads matplotlib and scikit-learn (seconds)
+    series = [p for p in args.exps if p.is_file()]  # predict --window outputs; folders are experiments
+    if series:
+        from hybrid_asd.monitor.plot import plot_series  # lazy: loads matplotlib (a second)
 
-    for path in write_reports(args.exps, detectors=args.detectors, overlay=not args.no_overlay,
-                              embedding=args.embedding):
-        print(f"report: {path}")
+        for path in series:
+            print(f"report: {plot_series(path)}")
+    folders = [p for p in args.exps if not p.is_file()]
+    if folders:
+        from hybrid_asd.evaluation.report import write_reports  # lazy: loads matplotlib and scikit-learn (seconds)
+
+        for path in write_reports(folders, detectors=args.detectors, overlay=not args.no_overlay,
+                                  embedding=args.embedding):
+            print(f"report: {path}")
     return 0
 
 
@@ -451,12 +460,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("report", help="write report/ (figures and report.html) for experiment folders")
-    p.add_argument("exps", nargs="+", type=Path, help="experiment folders")
+    p = sub.add_parser("report", help="write report/ (figures and report.html) for experiment folders; plot "
+                                      "predict --window outputs (score over time)")
+    p.add_argument("exps", nargs="+", type=Path,
+                   help="experiment folders, or predict --window outputs (.csv/.jsonl; plotted beside them as .png)")
     p.add_argument("--detectors", nargs="+", default=None, help="detector ids to show (default: all / fused)")
     p.add_argument("--embedding", choices=EMBEDDING_METHODS, default="pca", help="embedding map (default pca)")
     p.add_argument("--no-overlay", action="store_true", help="do not overlay several experiments")
     p.set_defaults(func=cmd_report)
+
+    add_monitor_parsers(sub, add_device, add_progress)  # predict, export
     return parser
 
 

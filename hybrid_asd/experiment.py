@@ -4,6 +4,7 @@ Layout (one folder per approach, machine type and seed, ``exp/<approach>/<machin
 
     config.yaml          resolved config (written once; a different config is refused)
     logs/<stage>.log     one log per stage (written by the recipes)
+    logs/commands.txt    the command line that completed each stage (appended by mark_done)
     manifest/            train.csv, test.csv: the clip lists of this machine type
     extractor/           checkpoint.pt (+ train_state.pt while training), train_log.csv
     embeddings/          clips.csv, embeddings.npy (rows aligned with clips.csv)
@@ -22,7 +23,10 @@ folders of what they write, see :func:`hybrid_asd.utils.atomic_path`).
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +98,11 @@ class Experiment:
 
     def log_path(self, stage: str) -> Path:
         return self.root / "logs" / f"{stage}.log"
+
+    @property
+    def commands_path(self) -> Path:
+        """``logs/commands.txt``: one line per completed stage, ``<UTC time>\t<stage>\t<command line>``."""
+        return self.root / "logs" / "commands.txt"
 
     def manifest_path(self, split: str) -> Path:
         """``manifest/train.csv`` or ``manifest/test.csv``."""
@@ -209,6 +218,15 @@ class Experiment:
 
     def mark_done(self, stage: str, config: Config) -> None:
         atomic_write_text(self.marker_path(stage), self.stage_fingerprint(stage, config) + "\n")
+        self.record_command(stage)
+
+    def record_command(self, stage: str) -> None:
+        """Append the command line that completed ``stage`` to :attr:`commands_path` (an append-only
+        log, like the stage logs; the model card of ``hybrid-asd export`` quotes it)."""
+        self.commands_path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with open(self.commands_path, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp}\t{stage}\t{command_line()}\n")
 
     def clear_stage(self, stage: str) -> None:
         self.marker_path(stage).unlink(missing_ok=True)
@@ -217,6 +235,15 @@ class Experiment:
         """Forget the completion of every stage after ``stage`` (their inputs were rewritten)."""
         for later in stages_after(stage):
             self.clear_stage(later.name)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The running command as a shell line; the CLI's own entry points appear as ``hybrid-asd``."""
+    argv = list(sys.argv if argv is None else argv) or ["python"]
+    program = argv[0].replace("\\", "/")
+    if program.endswith(("hybrid_asd/cli.py", "hybrid_asd/__main__.py")) or Path(program).name == "hybrid-asd":
+        argv[0] = "hybrid-asd"
+    return shlex.join(argv)
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> str:
@@ -232,4 +259,4 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> str:
     return prefix.rstrip(".") or "<root>"
 
 
-__all__ = ["Experiment", "ExtractorFiles", "FusionFiles", "first_difference"]
+__all__ = ["Experiment", "ExtractorFiles", "FusionFiles", "command_line", "first_difference"]

@@ -44,7 +44,8 @@ def test_help_lists_every_stage_and_command(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("synth", "run", "demo", "adapt", "report", "stages", "schema", "download", "publish"):
+    for command in ("synth", "run", "demo", "adapt", "report", "stages", "schema", "download", "publish", "predict",
+                    "export"):
         assert f"    {command}" in out
     for stage in STAGES:
         assert f"stage {stage.number}: {stage.help}" in " ".join(out.split())

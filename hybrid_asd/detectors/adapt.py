@@ -348,8 +348,14 @@ class DomainAdaptiveDetector:
 
     def decision_function(self, X: Any, condition: Any = None) -> np.ndarray:
         """Anomaly score per row (higher = more anomalous): the minimum over the domain models."""
+        return self.decision_with_model(X, condition)[0]
+
+    def decision_with_model(self, X: Any, condition: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`decision_function` and, per row, the name of the model that gave the minimum
+        (``"source"``, ``"target"`` or ``"pooled"``; ties go to the first, the source model)."""
         per_domain = self.score_domains(X, condition)
-        return np.min(np.stack(list(per_domain.values())), axis=0)
+        stacked = np.stack(list(per_domain.values()))
+        return np.min(stacked, axis=0), np.asarray(list(per_domain))[np.argmin(stacked, axis=0)]
 
     def score_samples(self, X: Any, condition: Any = None) -> np.ndarray:
         """Deprecated alias of :meth:`decision_function`."""

@@ -21,7 +21,7 @@ import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -65,9 +65,15 @@ def build_rows(kind: str, clips: list[Clip], exp: Experiment, config: Config, pr
     if kind == "embedding":
         return Rows(load_embeddings(exp, clips), np.arange(len(clips)))
     logmels = FeatureCache(config.features, config.data).get_many([c.path for c in clips], progress=progress)
+    return feature_rows(kind, logmels, config.features.stack_frames)
+
+
+def feature_rows(kind: str, logmels: list[np.ndarray], stack: int) -> Rows:
+    """Rows of a log-mel input kind (``logmel_stats`` or ``logmel_frames`` with ``stack`` frames)
+    from the clips' log-mels (``hybrid_asd.monitor`` passes log-mels of new recordings here)."""
     if kind == "logmel_stats":
-        return Rows(np.stack([clip_statistics(m) for m in logmels]).astype(np.float32), np.arange(len(clips)))
-    return stacked_frame_rows(logmels, config.features.stack_frames)
+        return Rows(np.stack([clip_statistics(m) for m in logmels]).astype(np.float32), np.arange(len(logmels)))
+    return stacked_frame_rows(logmels, stack)
 
 
 def stacked_frame_rows(logmels: list[np.ndarray], n_frames: int) -> Rows:
@@ -196,19 +202,49 @@ def run_fit(exp: Experiment, config: Config, *, device: str, progress: bool = Tr
 
 
 # --- scoring --------------------------------------------------------------------------------
+def load_group_model(exp: Experiment, entry: DetectorEntry, group: str) -> DomainAdaptiveDetector:
+    """The fitted detector of one model group (``section_<nn>`` or ``all``) of ``entry``."""
+    model_dir = exp.detector_model_dir(entry.id, group)
+    if not model_dir.is_dir():
+        raise StageError(f"{model_dir} is missing: section has no fitted detector (run the 'fit' stage)")
+    return DomainAdaptiveDetector.load(model_dir)
+
+
 def score_one_detector(entry: DetectorEntry, clips: list[Clip], rows: Rows, exp: Experiment) -> np.ndarray:
+    return score_with_models(entry, clips, rows, lambda group: load_group_model(exp, entry, group))[0]
+
+
+def score_with_models(
+    entry: DetectorEntry, clips: list[Clip], rows: Rows, model_of: Callable[[str], DomainAdaptiveDetector]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip scores of ``entry`` with the fitted model of each group (``model_of(group)``), and per
+    clip the domain model that gave its score (the one that gave most of its rows' minimum:
+    ``"source"``, ``"target"`` or ``"pooled"``, see ``DomainAdaptiveDetector.decision_with_model``)."""
     scores = np.full(len(clips), np.nan)
+    models = np.full(len(clips), "", dtype=object)
     sections_all = np.array([c.section for c in clips])
     for group, clip_ids in model_groups(entry, clips).items():
-        model_dir = exp.detector_model_dir(entry.id, group)
-        if not model_dir.is_dir():
-            raise StageError(f"{model_dir} is missing: section has no fitted detector (run the 'fit' stage)")
-        detector = DomainAdaptiveDetector.load(model_dir)
+        detector = model_of(group)
         sub = rows.for_clips(clip_ids)
         condition = section_condition(entry, sections_all, sub)
-        per_clip = clip_scores(detector.decision_function(sub.X, condition=condition), sub.clip_index, len(clips))
+        row_scores, row_models = detector.decision_with_model(sub.X, condition=condition)
+        per_clip = clip_scores(row_scores, sub.clip_index, len(clips))
         scores[clip_ids] = per_clip[clip_ids]
-    return scores
+        models[clip_ids] = majority_per_clip(row_models, sub.clip_index, len(clips))[clip_ids]
+    return scores, models
+
+
+def majority_per_clip(labels: np.ndarray, clip_index: np.ndarray, n_clips: int) -> np.ndarray:
+    """The most frequent row label of each clip ("" for a clip without rows; ties: first in sorted order)."""
+    out = np.full(n_clips, "", dtype=object)
+    names, codes = np.unique(labels, return_inverse=True)
+    if not len(names):
+        return out
+    counts = np.zeros((n_clips, len(names)), dtype=np.int64)
+    np.add.at(counts, (clip_index, codes), 1)
+    has_rows = counts.sum(axis=1) > 0
+    out[has_rows] = names[counts[has_rows].argmax(axis=1)]
+    return out
 
 
 def run_score(exp: Experiment, config: Config, *, device: str, progress: bool = True) -> None:

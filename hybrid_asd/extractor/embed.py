@@ -55,6 +55,47 @@ def clip_windows(logmel: np.ndarray, meta: dict[str, Any], name: str) -> np.ndar
         raise DataError(f"{name}: {exc}") from None
 
 
+class Embedder:
+    """A trained extractor checkpoint loaded once, ready to embed clips (see :func:`extract`);
+    ``hybrid_asd.monitor`` keeps one to score new recordings one batch after another."""
+
+    def __init__(self, checkpoint_path: str | Path, device: str = "cpu", batch_size: int = 256):
+        self.checkpoint_path = Path(checkpoint_path)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.model, ckpt = load_checkpoint(checkpoint_path, self.device)
+        self.meta: dict[str, Any] = ckpt["meta"]
+        self.masks = torch.from_numpy(section_masks(self.meta))
+        self.section_index = {name: i for i, name in enumerate(self.meta["sections"])}
+        self.settings = checkpoint_settings(ckpt, checkpoint_path)
+        self.use_amp = self.device.startswith("cuda") and self.settings.amp
+        self.angular = bool(getattr(self.model.head, "angular", False))
+
+    def __call__(self, clips: Sequence[Clip], features: Any, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings ``(N, D)`` float32 and OE scores ``(N,)`` float64 of ``clips`` (rows aligned)."""
+        sections = []
+        for clip in clips:
+            key = section_key(clip)
+            if key not in self.section_index:
+                raise DataError(f"{clip.path}: section {key!r} was not in the extractor's training data "
+                                f"({', '.join(self.meta['sections'])}); checkpoint {self.checkpoint_path}")
+            sections.append(self.section_index[key])
+        embeddings = np.zeros((len(clips), self.settings.embedding_dim), dtype=np.float32)
+        scores = np.zeros(len(clips), dtype=np.float64)
+        bar = tqdm(total=len(clips), desc="extract", disable=not progress, dynamic_ncols=True)
+        for start in range(0, len(clips), CLIPS_PER_CHUNK):
+            chunk = range(start, min(start + CLIPS_PER_CHUNK, len(clips)))
+            logmels = features.get_many([clips[i].path for i in chunk], progress=False)
+            windows = [clip_windows(m, self.meta, str(clips[i].path)) for i, m in zip(chunk, logmels)]
+            emb, sc = _embed_windows(self.model, windows, [sections[i] for i in chunk], self.masks, self.device,
+                                     self.batch_size, self.use_amp, self.angular)
+            embeddings[chunk.start:chunk.stop] = emb
+            scores[chunk.start:chunk.stop] = sc
+            bar.update(len(chunk))
+        bar.close()
+        return embeddings, scores
+
+
 def extract(
     checkpoint_path: str | Path,
     clips: Sequence[Clip],
@@ -68,35 +109,7 @@ def extract(
     ``features`` supplies log-mels (a FeatureCache: ``get_many(paths, progress)``). A clip whose
     section the extractor was not trained on raises :class:`DataError`.
     """
-    device = resolve_device(device)
-    model, ckpt = load_checkpoint(checkpoint_path, device)
-    meta = ckpt["meta"]
-    masks = torch.from_numpy(section_masks(meta))
-    section_index = {name: i for i, name in enumerate(meta["sections"])}
-    sections = []
-    for clip in clips:
-        key = section_key(clip)
-        if key not in section_index:
-            raise DataError(f"{clip.path}: section {key!r} was not in the extractor's training data "
-                            f"({', '.join(meta['sections'])}); checkpoint {checkpoint_path}")
-        sections.append(section_index[key])
-    settings = checkpoint_settings(ckpt, checkpoint_path)
-    use_amp = device.startswith("cuda") and settings.amp
-    angular = bool(getattr(model.head, "angular", False))
-    embeddings = np.zeros((len(clips), settings.embedding_dim), dtype=np.float32)
-    scores = np.zeros(len(clips), dtype=np.float64)
-    bar = tqdm(total=len(clips), desc="extract", disable=not progress, dynamic_ncols=True)
-    for start in range(0, len(clips), CLIPS_PER_CHUNK):
-        chunk = range(start, min(start + CLIPS_PER_CHUNK, len(clips)))
-        logmels = features.get_many([clips[i].path for i in chunk], progress=False)
-        windows = [clip_windows(m, meta, str(clips[i].path)) for i, m in zip(chunk, logmels)]
-        emb, sc = _embed_windows(model, windows, [sections[i] for i in chunk], masks, device, batch_size,
-                                 use_amp, angular)
-        embeddings[chunk.start:chunk.stop] = emb
-        scores[chunk.start:chunk.stop] = sc
-        bar.update(len(chunk))
-    bar.close()
-    return embeddings, scores
+    return Embedder(checkpoint_path, device, batch_size)(clips, features, progress=progress)
 
 
 @torch.inference_mode()

@@ -193,7 +193,7 @@ class FeatureCache:
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
                 waves = [self._load_wave(path) for _, path in chunk]
-                for key, array in zip((k for k, _ in chunk), self._logmel_batch(waves)):
+                for key, array in zip((k for k, _ in chunk), self.logmel_batch(waves)):
                     atomic_save_npy(self.entry_path(key), array)
                     if keep is not None:
                         keep[key] = array
@@ -203,8 +203,9 @@ class FeatureCache:
     def _load_wave(self, path: str | os.PathLike) -> np.ndarray:
         return load_audio(path, **self.audio_conf)
 
-    def _logmel_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        """Log-mels of ``waves`` in input order: one torch call per group of equal lengths."""
+    def logmel_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Log-mels of ``waves`` in input order: one torch call per group of equal lengths (nothing is
+        stored; ``hybrid_asd.monitor`` scores new recordings with it)."""
         out: list[np.ndarray | None] = [None] * len(waves)
         groups: dict[int, list[int]] = {}
         for i, wave in enumerate(waves):
