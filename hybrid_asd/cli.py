@@ -21,9 +21,11 @@ from typing import Any, Callable, Sequence
 
 from hybrid_asd import __version__
 from hybrid_asd.config import DEVICE_PATTERN, DEVICES_HELP, config_schema
+from hybrid_asd.data.channels import CHANNEL_MODES
 from hybrid_asd.data.clips import write_clip_list
 from hybrid_asd.data.download import download
 from hybrid_asd.data.download_catalogue import DATASETS, DEFAULT_BASE_URL, DEFAULT_PARTS
+from hybrid_asd.data.inventory import format_inventory, inventory
 from hybrid_asd.data.manifest import scan
 from hybrid_asd.ensemble.fusion import NORMALISERS, RULES
 from hybrid_asd.ensemble.settings import TUNE_METHODS, EnsembleSettings, TuneSettings
@@ -69,6 +71,15 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed for Python, NumPy and torch (default: config's, 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set extractor.epochs=1 (repeatable)")
+
+
+def channel_arg(text: str) -> int | str:
+    """``--channel``: an index, ``mean`` or ``all`` (as ``data.channel``)."""
+    if text in CHANNEL_MODES:
+        return text
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(f"expected a channel index or one of {', '.join(CHANNEL_MODES)}, got {text!r}")
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -214,6 +225,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_manifest(args: argparse.Namespace) -> int:
     manifest = scan(args.root, machines=args.machine or None, ground_truth=args.ground_truth)
     print(manifest.summary())
+    # machine types, sections, domains, attributes, supplemental clips and channel counts
+    print(format_inventory(inventory(manifest.clips, channels=not args.no_channels), channel=args.channel))
     if args.out:
         write_clip_list(args.out, manifest.clips)
         print(f"wrote {len(manifest.clips)} clips to {args.out}")
@@ -375,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", action="append", help="only this machine type (repeatable)")
     p.add_argument("--ground-truth", type=Path, default=None, help="folder of ground_truth_*.csv for unlabelled names")
     p.add_argument("--out", type=Path, default=None, help="write the clip list as CSV")
+    p.add_argument("--channel", type=channel_arg, default=0, metavar="N|mean|all",
+                   help="data.channel of multi-channel files, to name in the listing (default 0: DCASE 2026's near "
+                        "microphone, the official baseline's choice)")
+    p.add_argument("--no-channels", action="store_true", help="do not read the headers for channel counts")
     p.set_defaults(func=cmd_manifest)
 
     p = sub.add_parser("synth", help="generate the built-in synthetic data set (DCASE 2021 layout)")

@@ -1,4 +1,5 @@
-"""Audio loading: one channel of a WAV file as float32 at the configured sample rate.
+"""Audio loading: one channel of a WAV file (or their mean, or all of them: ``data.channel``,
+:mod:`hybrid_asd.data.channels`) as float32 at the configured sample rate.
 
 soundfile (libsndfile) reads PCM and float WAV, including the 8-channel WAVE_FORMAT_EXTENSIBLE
 files of MIMII that Python's ``wave`` cannot open; soxr resamples. Every failure on bad input
@@ -16,6 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from hybrid_asd.data.channels import ChannelChoice, select_channels
 from hybrid_asd.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -77,30 +79,35 @@ def audio_info(path: str | Path) -> dict[str, Any]:
 
 
 def fit_length(signal: np.ndarray, length: int) -> np.ndarray:
-    """Crop to ``length`` samples or zero-pad at the end."""
-    if signal.shape[0] >= length:
-        return signal[:length]
-    return np.pad(signal, (0, length - signal.shape[0]))
+    """Crop to ``length`` samples or zero-pad at the end (the last axis: ``(channels, n)`` works too)."""
+    if signal.shape[-1] >= length:
+        return signal[..., :length]
+    return np.pad(signal, [(0, 0)] * (signal.ndim - 1) + [(0, length - signal.shape[-1])])
 
 
 def resample_signal(signal: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Band-limited resampling with soxr (high quality)."""
+    """Band-limited resampling with soxr (high quality); 1-D or ``(channels, n)``."""
+    if signal.ndim == 2:  # soxr takes (frames, channels)
+        out = soxr.resample(np.ascontiguousarray(signal.T), orig_rate, target_rate, quality="HQ")
+        return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)
     return np.asarray(soxr.resample(signal, orig_rate, target_rate, quality="HQ"), dtype=np.float32)
 
 
 def load_audio(
     path: str | Path,
     sample_rate: int = 16000,
-    channel: int = 0,
+    channel: ChannelChoice = 0,
     duration: float | None = None,
     resample: bool = True,
 ) -> np.ndarray:
-    """Load one channel of an audio file as a float32 1-D array in [-1, 1].
+    """Load one channel of an audio file as a float32 1-D array in [-1, 1] (``channel="all"``: every
+    channel, ``(channels, n)``).
 
     Args:
         path: WAV (or other libsndfile-readable) file.
         sample_rate: rate of the returned signal.
-        channel: channel taken from multichannel files (0-based).
+        channel: channel taken from multichannel files (0-based), ``"mean"`` (the mean of all
+            channels) or ``"all"`` (see :mod:`hybrid_asd.data.channels`).
         duration: seconds; the signal is zero-padded or cropped to ``round(duration * sample_rate)``
             samples. ``None`` keeps the file's length.
         resample: resample files at another rate (soxr); when false such files raise DataError.
@@ -112,7 +119,7 @@ def load_audio(
     path = Path(path)
     info = _open_info(path)
     file_rate = int(info.samplerate)
-    if not 0 <= channel < info.channels:
+    if isinstance(channel, int) and not isinstance(channel, bool) and not 0 <= channel < info.channels:
         raise DataError(f"{path}: channel {channel} requested but the file has {info.channels} channel(s)")
     if file_rate != sample_rate and not resample:
         raise DataError(
@@ -126,7 +133,7 @@ def load_audio(
         data, _ = sf.read(str(path), dtype="float32", always_2d=True, stop=stop)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise DataError(f"{path}: failed to read audio ({exc})") from exc
-    signal = np.ascontiguousarray(data[:, channel])
+    signal = select_channels(data, channel, path)
     if not np.all(np.isfinite(signal)):
         raise DataError(f"{path}: audio holds NaN or infinite samples")
     if file_rate != sample_rate:

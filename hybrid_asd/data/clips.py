@@ -9,7 +9,7 @@ from pathlib import Path
 from hybrid_asd.utils import atomic_path
 
 DOMAINS = ("source", "target")
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "supplemental")  # supplemental: DCASE 2025+ supplemental recordings
 LABELS = ("normal", "anomaly", "unknown")
 
 
@@ -19,7 +19,9 @@ class Clip:
 
     ``section`` is an int (``section_03`` -> 3; DCASE 2020 ``id_04`` -> 4).
     ``attributes`` holds key/value pairs where the name allows (``car_C2_spd_34V``),
-    ``attributes_raw`` the raw tail of the name in every case.
+    ``attributes_raw`` the raw tail of the name in every case. ``kind`` is set for supplemental
+    clips only (split "supplemental"): what the recording holds, as its name says (``machine``:
+    clean machine sound; e.g. ``noise``: background noise only).
     """
 
     path: Path
@@ -32,6 +34,7 @@ class Clip:
     attributes: tuple[tuple[str, str], ...] = field(default=())
     attributes_raw: str = ""
     scheme: str = ""
+    kind: str = ""
 
     @property
     def section_name(self) -> str:
@@ -54,7 +57,7 @@ class Clip:
 
 
 # --- tabular form (manifests, score tables) ---------------------------------------------
-CLIP_COLUMNS = ("path", "machine", "section", "domain", "split", "label", "index", "attributes", "scheme")
+CLIP_COLUMNS = ("path", "machine", "section", "domain", "split", "label", "index", "attributes", "scheme", "kind")
 
 
 def format_attributes(attributes: tuple[tuple[str, str], ...], raw: str) -> str:
@@ -82,6 +85,7 @@ def clip_to_row(clip: Clip) -> dict[str, str]:
         "index": str(clip.index),
         "attributes": format_attributes(clip.attributes, clip.attributes_raw),
         "scheme": clip.scheme,
+        "kind": clip.kind,
     }
 
 
@@ -98,6 +102,7 @@ def clip_from_row(row: dict[str, str]) -> Clip:
         attributes=attributes,
         attributes_raw=raw,
         scheme=row.get("scheme", ""),
+        kind=row.get("kind") or "",
     )
 
 

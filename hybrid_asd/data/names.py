@@ -15,6 +15,15 @@ Schemes (``Clip.scheme``):
     folders; a ``train`` file is "dcase2021" when such a sibling folder exists). The 2022-2024
     evaluation names ``section_00_0000.wav`` hide the domain: ``domain`` is "unknown" and the label
     "unknown" until a ground-truth join (:func:`hybrid_asd.data.manifest.scan`) fills both.
+``dcase2022`` also covers DCASE 2025 and 2026 (the same grammar): 2025 attribute tails may be empty
+    (``section_00_source_train_normal_0000_.wav``) or hidden (``..._0000_noAttribute.wav``); 2026 names end
+    in a noise part (``..._car_A2_spd_28V_mic_1_noise_1.wav``), kept as the attribute ``noise``.
+``supplemental`` (DCASE 2025 and later)
+    ``<machine>/supplemental/section_00_machine_0001_.wav``: supplemental recordings of a machine type
+    (clean machine sound, or noise only). ``kind`` is the word after the section (``machine`` in the
+    official baseline's README; other words, e.g. ``noise``, are kept as written), ``split``
+    "supplemental", label "normal", domain "unknown" (the names carry none). Only files in a
+    ``supplemental`` folder are read this way.
 ``mimii``
     MIMII (2019) ``<machine>/id_00/{normal,abnormal}/00000000.wav``: section = id, domain "source",
     label from the folder, and split "test" for every clip: MIMII has no official train/test
@@ -22,7 +31,8 @@ Schemes (``Clip.scheme``):
 
 Attributes: the tail after the clip number, split on "_" and paired as key/value when the count
 is even and no key is a number (``car_C2_spd_34V_mic_1`` -> car=C2, spd=34V, mic=1); otherwise
-``attributes`` is empty. ``attributes_raw`` always holds the raw tail.
+``attributes`` is empty, except that a final ``noise_<n>`` (DCASE 2026) is always kept as the pair
+noise=<n> (``noAttribute_noise_1`` -> noise=1). ``attributes_raw`` always holds the raw tail.
 """
 
 from __future__ import annotations
@@ -33,14 +43,16 @@ from pathlib import Path
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import DataError
 
-__all__ = ["NameParseError", "parse_clip_path", "parse_attributes", "SPLIT_FOLDERS", "UNKNOWN_DOMAIN"]
+__all__ = ["NameParseError", "parse_clip_path", "parse_attributes", "SPLIT_FOLDERS", "SUPPLEMENTAL", "UNKNOWN_DOMAIN"]
 
 UNKNOWN_DOMAIN = "unknown"  # 2022-2024 evaluation names do not say the domain
+SUPPLEMENTAL = "supplemental"  # DCASE 2025+: <machine>/supplemental/ folder, and the split of its clips
 
 # Folder name -> (split, domain implied by the folder or None).
 SPLIT_FOLDERS: dict[str, tuple[str, str | None]] = {
     "train": ("train", None),
     "test": ("test", None),
+    SUPPLEMENTAL: (SUPPLEMENTAL, None),
     "source_test": ("test", "source"),
     "target_test": ("test", "target"),
 }
@@ -48,8 +60,12 @@ _DCASE2021_ONLY_FOLDERS = ("source_test", "target_test")
 
 _SECTION_NAME = re.compile(
     r"^section_(?P<section>\d+)_(?P<domain>source|target)_(?P<split>train|test)"
-    r"_(?P<label>normal|anomaly)_(?P<index>\d+)(?:_(?P<attrs>.+))?$"
+    r"_(?P<label>normal|anomaly)_(?P<index>\d+)(?:_(?P<attrs>.*))?$"  # 2025: "..._0000_.wav" (empty tail)
 )
+_SUPPLEMENTAL_NAME = re.compile(
+    r"^section_(?P<section>\d+)_(?P<kind>[A-Za-z][A-Za-z0-9-]*)_(?P<index>\d+)(?:_(?P<attrs>.*))?$"
+)
+_NOISE_TAIL = re.compile(r"^(?:(?P<head>.*)_)?noise_(?P<value>[^_]+)$")  # DCASE 2026: "..._noise_1"
 _SECTION_EVAL_2021 = re.compile(r"^section_(?P<section>\d+)_(?P<domain>source|target)_(?P<split>test)_(?P<index>\d+)$")
 _SECTION_EVAL_2022 = re.compile(r"^section_(?P<section>\d+)_(?P<index>\d+)$")
 _DCASE2020_NAME = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_(?P<index>\d+)$")
@@ -64,6 +80,7 @@ _KNOWN_SCHEMES = (
     "<normal|anomaly>_id_<nn>_<nnnnnnnn> and id_<nn>_<nnnnnnnn> (2020), "
     "<machine>/id_<nn>/<normal|abnormal>/<nnnnnnnn>.wav (MIMII)"
 )
+_SUPPLEMENTAL_SCHEME = "section_<nn>_<kind>_<nnnn>[_<attributes>] (e.g. section_00_machine_0001_.wav)"
 
 
 class NameParseError(DataError):
@@ -76,7 +93,17 @@ class NameParseError(DataError):
 
 
 def parse_attributes(raw: str) -> tuple[tuple[str, str], ...]:
-    """Key/value pairs from an attribute tail, or ``()`` when the tail does not pair up."""
+    """Key/value pairs from an attribute tail, or ``()`` when the tail does not pair up; a final
+    ``noise_<n>`` (DCASE 2026) is kept as noise=<n> even when the rest does not pair up."""
+    pairs = _pair_tokens(raw)
+    if pairs or not raw:
+        return pairs
+    if m := _NOISE_TAIL.match(raw):
+        return _pair_tokens(m["head"] or "") + (("noise", m["value"]),)
+    return ()
+
+
+def _pair_tokens(raw: str) -> tuple[tuple[str, str], ...]:
     if not raw:
         return ()
     tokens = raw.split("_")
@@ -108,6 +135,8 @@ def parse_clip_path(path: str | Path, machine: str | None = None) -> Clip:
     if not machine:
         raise NameParseError(path, "cannot tell the machine type (no <machine>/<split>/ folders above the file)")
     stem = path.stem
+    if path.parent.name == SUPPLEMENTAL:
+        return _parse_supplemental(path, stem, machine)
     for parser in (_parse_section_name, _parse_dcase2020_name):
         clip = parser(path, stem, machine)
         if clip is not None:
@@ -164,6 +193,18 @@ def _parse_section_name(path: Path, stem: str, machine: str) -> Clip | None:
             split="test", label="unknown", index=int(m["index"]), scheme="dcase2022",
         )  # fmt: skip
     return None
+
+
+def _parse_supplemental(path: Path, stem: str, machine: str) -> Clip:
+    m = _SUPPLEMENTAL_NAME.match(stem)
+    if m is None:
+        raise NameParseError(path, f"file in a {SUPPLEMENTAL!r} folder, but its name is not {_SUPPLEMENTAL_SCHEME}")
+    raw = m["attrs"] or ""
+    return Clip(
+        path=path, machine=machine, section=int(m["section"]), domain=UNKNOWN_DOMAIN, split=SUPPLEMENTAL,
+        label="normal", index=int(m["index"]), attributes=parse_attributes(raw), attributes_raw=raw,
+        scheme=SUPPLEMENTAL, kind=m["kind"],
+    )  # fmt: skip
 
 
 def _parse_dcase2020_name(path: Path, stem: str, machine: str) -> Clip | None:
