@@ -67,6 +67,9 @@ class Config(Section):
             from hybrid_asd.extractor.backbones import check_backbone_data
 
             check_backbone_data(extractor, info.data["data"])
+            if info.data["data"].channel == "all" and extractor.input == "waveform":
+                raise InvalidKey("input", extractor.input, "waveform input takes one channel; data.channel: all "
+                                                           "needs log-mel input (patches or clip)")
         return extractor
 
     @field_validator("detectors")

@@ -5,7 +5,8 @@ Layout (one folder per approach, machine type and seed, ``exp/<approach>/<machin
     config.yaml          resolved config (written once; a different config is refused)
     logs/<stage>.log     one log per stage (written by the recipes)
     logs/commands.txt    the command line that completed each stage (appended by mark_done)
-    manifest/            train.csv, test.csv: the clip lists of this machine type
+    manifest/            train.csv, test.csv: the clip lists of this machine type; supplemental.csv:
+                         its DCASE 2025+ supplemental clips (when the data root has any)
     extractor/           checkpoint.pt (+ train_state.pt while training), train_log.csv
     embeddings/          clips.csv, embeddings.npy (rows aligned with clips.csv)
     detectors/<id>/      section_<nn>/ (or all/) fitted models, train_scores.csv (out-of-fold)
@@ -105,9 +106,9 @@ class Experiment:
         return self.root / "logs" / "commands.txt"
 
     def manifest_path(self, split: str) -> Path:
-        """``manifest/train.csv`` or ``manifest/test.csv``."""
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        """``manifest/train.csv``, ``manifest/test.csv`` or ``manifest/supplemental.csv``."""
+        if split not in ("train", "test", "supplemental"):
+            raise ValueError(f"split must be 'train', 'test' or 'supplemental', got {split!r}")
         return self.root / "manifest" / f"{split}.csv"
 
     @property
@@ -175,6 +176,11 @@ class Experiment:
     def test_clips(self) -> list[Clip]:
         """The test clips; empty when the data root has none."""
         path = self.manifest_path("test")
+        return read_clip_list(path) if path.is_file() else []
+
+    def supplemental_clips(self) -> list[Clip]:
+        """The machine type's supplemental clips (DCASE 2025+); empty when there are none."""
+        path = self.manifest_path("supplemental")
         return read_clip_list(path) if path.is_file() else []
 
     # --- config ------------------------------------------------------------------------------------

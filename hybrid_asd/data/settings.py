@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from hybrid_asd.data.channels import CHANNEL_MODES
-from hybrid_asd.settings import Bool, NonNegativeInt, PositiveFloat, PositiveInt, Section
+from hybrid_asd.settings import (
+    Bool, Float, Fraction, InvalidKey, NonNegativeInt, PositiveFloat, PositiveInt, Section,
+)
+
+SUPPLEMENTAL_USES = ("none", "train", "noise", "both")
 
 
 def _channel(value: Any) -> Any:
@@ -27,6 +31,38 @@ Channel = Annotated[
 ]
 
 
+class SupplementalSettings(Section):
+    """DCASE 2025+ supplemental clips (``<machine>/supplemental/``, clean machine sound or noise only).
+
+    ``use``: ``none`` (default) ignores them; ``train`` adds the clips of ``train_kinds`` to the normal
+    training clips (source domain, the section their name says); ``noise`` mixes the clips of
+    ``noise_kinds`` into the extractor's training windows as background noise, at a signal-to-noise
+    ratio drawn from ``snr_db`` for a share ``noise_prob`` of the windows
+    (:mod:`hybrid_asd.extractor.noise`); ``both`` does both. The kinds are the word after the section
+    in the names (``section_00_machine_0001_.wav``: machine).
+    """
+
+    use: Literal[SUPPLEMENTAL_USES] = "none"  # type: ignore[valid-type]
+    train_kinds: list[str] = Field(default_factory=lambda: ["machine"])  # kinds used as normal training clips
+    noise_kinds: list[str] = Field(default_factory=lambda: ["noise"])  # kinds mixed in as background noise
+    snr_db: tuple[Float, Float] = (0.0, 20.0)  # SNR range (dB) of the mixed windows, drawn uniformly
+    noise_prob: Fraction = 0.5  # share of training windows that get noise
+
+    @model_validator(mode="after")
+    def _range(self) -> "SupplementalSettings":
+        if self.snr_db[1] < self.snr_db[0]:
+            raise InvalidKey("snr_db", list(self.snr_db), "must be [low, high] with low <= high")
+        return self
+
+    @property
+    def as_train(self) -> bool:
+        return self.use in ("train", "both")
+
+    @property
+    def as_noise(self) -> bool:
+        return self.use in ("noise", "both")
+
+
 class DataSettings(Section):
     root: Path | None = None  # data root holding <machine>/{train,source_test,target_test,test}/
     machine: str | None = None  # machine type of this experiment
@@ -37,3 +73,4 @@ class DataSettings(Section):
     channel: Channel = 0
     duration: PositiveFloat | None = None  # seconds; clips are padded or cropped to it; null keeps their length
     resample: Bool = True  # false: refuse files at another sample rate instead of resampling
+    supplemental: SupplementalSettings = Field(default_factory=SupplementalSettings)  # DCASE 2025+

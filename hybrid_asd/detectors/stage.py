@@ -37,7 +37,7 @@ from hybrid_asd.evaluation.submission import write_submission_of
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.extractor.embed import extract
 from hybrid_asd.features.cache import FeatureCache
-from hybrid_asd.features.patches import clip_statistics, stack_frames
+from hybrid_asd.features.patches import channel_stack_frames, channel_statistics
 from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_save_npy
 
@@ -70,9 +70,10 @@ def build_rows(kind: str, clips: list[Clip], exp: Experiment, config: Config, pr
 
 def feature_rows(kind: str, logmels: list[np.ndarray], stack: int) -> Rows:
     """Rows of a log-mel input kind (``logmel_stats`` or ``logmel_frames`` with ``stack`` frames)
-    from the clips' log-mels (``hybrid_asd.monitor`` passes log-mels of new recordings here)."""
+    from the clips' log-mels (``hybrid_asd.monitor`` passes log-mels of new recordings here). Log-mels
+    of several channels (``data.channel: all``) give each channel's statistics or frames, concatenated."""
     if kind == "logmel_stats":
-        return Rows(np.stack([clip_statistics(m) for m in logmels]).astype(np.float32), np.arange(len(logmels)))
+        return Rows(np.stack([channel_statistics(m) for m in logmels]).astype(np.float32), np.arange(len(logmels)))
     return stacked_frame_rows(logmels, stack)
 
 
@@ -81,12 +82,12 @@ def stacked_frame_rows(logmels: list[np.ndarray], n_frames: int) -> Rows:
 
     Filled clip by clip rather than concatenated: at DCASE size (6,000 clips x 309 rows x 640
     values, 4.8 GB) a list of blocks plus their concatenation would need twice the memory."""
-    counts = [max(int(m.shape[1]) - n_frames + 1, 0) for m in logmels]
-    width = n_frames * (int(logmels[0].shape[0]) if logmels else 0)
+    counts = [max(int(m.shape[-1]) - n_frames + 1, 0) for m in logmels]
+    width = n_frames * (int(np.prod(logmels[0].shape[:-1])) if logmels else 0)  # channels x n_mels
     X = np.empty((sum(counts), width), dtype=np.float32)
     start = 0
     for logmel, count in zip(logmels, counts):
-        X[start : start + count] = stack_frames(logmel, n_frames)
+        X[start : start + count] = channel_stack_frames(logmel, n_frames)
         start += count
     return Rows(X, np.repeat(np.arange(len(logmels)), counts))
 

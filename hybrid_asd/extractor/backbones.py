@@ -1,7 +1,8 @@
 """Networks of the feature extractor: backbones and the whole model (backbone + head).
 
-A backbone maps log-mel inputs ``(B, 1, n_mels, frames)`` to embeddings ``(B, embedding_dim)``.
-Any timm model name works (created offline: ``pretrained=False``, one input channel, no
+A backbone maps log-mel inputs ``(B, 1, n_mels, frames)`` to embeddings ``(B, embedding_dim)``
+(``(B, channels, n_mels, frames)`` with ``data.channel: all``: ``in_channels`` input planes).
+Any timm model name works (created offline: ``pretrained=False``, ``in_chans`` input planes, no
 classifier) followed by a linear projection and batch norm to ``embedding_dim``; small networks
 registered in :data:`BACKBONES` (``tiny_cnn`` for tests) are chosen by the same name field.
 ``multibranch`` (:mod:`hybrid_asd.extractor.multibranch`) takes waveform crops ``(B, 1, samples)``
@@ -11,6 +12,7 @@ instead (``extractor.input: waveform``).
 from __future__ import annotations
 
 import difflib
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -42,12 +44,12 @@ class Projection(nn.Sequential):
 class TimmBackbone(nn.Module):
     """A timm model without classifier (global pooling kept) plus a :class:`Projection`."""
 
-    def __init__(self, name: str, embedding_dim: int, **timm_kwargs: Any):
+    def __init__(self, name: str, embedding_dim: int, in_channels: int = 1, **timm_kwargs: Any):
         super().__init__()
         import timm  # lazy: importing timm takes seconds, and only timm backbones need it
 
         try:
-            self.body = timm.create_model(name, pretrained=False, in_chans=1, num_classes=0, **timm_kwargs)
+            self.body = timm.create_model(name, pretrained=False, in_chans=in_channels, num_classes=0, **timm_kwargs)
         except TypeError as exc:  # timm passes unknown kwargs on to the model class
             raise ConfigError(
                 f"extractor.backbone.conf for timm model {name!r}: {exc} (keys given: {sorted(timm_kwargs)})"
@@ -68,10 +70,10 @@ def pooled_features(body: nn.Module) -> int:
 class TinyCNN(nn.Module):
     """A two-layer CNN (a few thousand weights) for tests and smoke runs."""
 
-    def __init__(self, embedding_dim: int, channels: tuple[int, ...] | list[int] = (8, 16)):
+    def __init__(self, embedding_dim: int, channels: tuple[int, ...] | list[int] = (8, 16), in_channels: int = 1):
         super().__init__()
         layers: list[nn.Module] = []
-        in_ch = 1
+        in_ch = in_channels
         for ch in channels:
             layers += [nn.Conv2d(in_ch, ch, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU()]
             in_ch = ch
@@ -142,11 +144,13 @@ def check_backbone_data(extractor: ExtractorSettings, data: DataSettings) -> Non
             raise InvalidKey(f"backbone.conf.{exc.key}", exc.value, exc.message) from None
 
 
-def build_backbone(name: str, embedding_dim: int, conf: Mapping[str, Any] | None = None) -> nn.Module:
+def build_backbone(name: str, embedding_dim: int, conf: Mapping[str, Any] | None = None,
+                   in_channels: int = 1) -> nn.Module:
     """A backbone by name: a registered network, else a timm model (offline).
 
     Unknown names raise a :class:`ConfigError` listing close valid names; unknown ``conf`` keys
-    raise one naming the keys.
+    raise one naming the keys. ``in_channels`` > 1 (``data.channel: all``) needs a timm model or a
+    registered network that takes ``in_channels``.
     """
     conf = dict(conf or {})
     try:
@@ -154,8 +158,15 @@ def build_backbone(name: str, embedding_dim: int, conf: Mapping[str, Any] | None
     except InvalidKey as exc:
         raise ConfigError(f"extractor.backbone.{exc}") from None
     if name in BACKBONES:
-        return BACKBONES.build(name, conf, where=f"extractor.backbone.conf ({name})", embedding_dim=embedding_dim)
-    return TimmBackbone(name, embedding_dim, **conf)
+        planes = {}
+        if in_channels != 1:
+            if "in_channels" not in inspect.signature(BACKBONES.get(name)).parameters:
+                raise ConfigError(f"extractor.backbone {name!r} takes one input channel; data.channel: all gave "
+                                  f"{in_channels} (use a timm model or tiny_cnn, or data.channel: 0 | mean)")
+            planes = {"in_channels": in_channels}
+        return BACKBONES.build(name, conf, where=f"extractor.backbone.conf ({name})", embedding_dim=embedding_dim,
+                               **planes)
+    return TimmBackbone(name, embedding_dim, in_channels=in_channels, **conf)
 
 
 class ExtractorModel(nn.Module):
@@ -185,9 +196,10 @@ class ExtractorModel(nn.Module):
         return emb, self.head(emb, labels)
 
 
-def build_model(extractor: ExtractorSettings, n_classes: int) -> ExtractorModel:
-    """The extractor network of an ``extractor`` config section, for ``n_classes`` classes."""
+def build_model(extractor: ExtractorSettings, n_classes: int, in_channels: int = 1) -> ExtractorModel:
+    """The extractor network of an ``extractor`` config section, for ``n_classes`` classes and
+    ``in_channels`` input planes (``data.channel: all``)."""
     dim = extractor.embedding_dim
-    backbone = build_backbone(extractor.backbone.name, dim, extractor.backbone.conf)
+    backbone = build_backbone(extractor.backbone.name, dim, extractor.backbone.conf, in_channels=in_channels)
     head = build_head(extractor.head.name, dim, n_classes, extractor.head.conf)
     return ExtractorModel(backbone, head)

@@ -88,7 +88,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Mod
     raises a :class:`StageError` naming the file.
     """
     ckpt = read_checkpoint(path)
-    model = build_model(checkpoint_settings(ckpt, path), n_classes=len(ckpt["meta"]["classes"]))
+    model = build_model(checkpoint_settings(ckpt, path), n_classes=len(ckpt["meta"]["classes"]),
+                        in_channels=int(ckpt["meta"].get("in_channels", 1)))
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as exc:

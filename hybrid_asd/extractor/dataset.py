@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hybrid_asd.errors import DataError
+from hybrid_asd.extractor.noise import NoiseMixer
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class PatchDataset(Dataset):
 
     Parameters
     ----------
-    logmels: log-mels ``(n_mels, T_i)`` of the clips.
+    logmels: log-mels ``(n_mels, T_i)`` of the clips, or ``(channels, n_mels, T_i)`` (``data.channel:
+        all``: the channels become the network's input planes, ``(B, channels, n_mels, frames)``).
     labels: class id of each clip.
     frames, hop: window length and hop in frames (patches mode: 64 and 8; clip mode: the
         training crop length and 1, with one random crop per clip and epoch).
@@ -87,12 +89,19 @@ class PatchDataset(Dataset):
     ):
         if len(logmels) == 0:
             raise DataError("no training clips")
-        n_mels = {m.shape[0] for m in logmels}
+        n_mels = {m.shape[-2] for m in logmels}
         if len(n_mels) != 1:
             raise DataError(f"log-mels with different numbers of mel bands: {sorted(n_mels)}")
+        planes = {1 if m.ndim == 2 else m.shape[0] for m in logmels}
+        if len(planes) != 1:
+            first = [i for i, m in enumerate(logmels) if (1 if m.ndim == 2 else m.shape[0]) != min(planes)][0]
+            name = names[first] if names is not None else f"clip #{first}"
+            raise DataError(f"clips with different numbers of channels {sorted(planes)} (data.channel: all), "
+                            f"e.g. {name}")
         self.frames = int(frames)
         self.n_mels = n_mels.pop()
-        lengths = np.asarray([m.shape[1] for m in logmels], dtype=np.int64)
+        self.in_channels = planes.pop()
+        lengths = np.asarray([m.shape[-1] for m in logmels], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         self.candidates = [off + patch_starts(int(t), self.frames, int(hop)) for off, t in zip(offsets, lengths)]
         short = [i for i, c in enumerate(self.candidates) if len(c) == 0]
@@ -102,7 +111,8 @@ class PatchDataset(Dataset):
                 f"{len(short)} clip(s) shorter than a patch of {self.frames} frames, first {name} "
                 f"({lengths[short[0]]} frames)"
             )
-        self.data = np.ascontiguousarray(np.concatenate(list(logmels), axis=1), dtype=np.float32)
+        planes3d = [m if m.ndim == 3 else m[None] for m in logmels]  # (channels, n_mels, T)
+        self.data = np.ascontiguousarray(np.concatenate(planes3d, axis=-1), dtype=np.float32)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.repeats = np.ones(len(logmels), dtype=np.int64) if repeats is None else np.asarray(repeats, np.int64)
         self.max_per_clip = None if max_per_clip is None else int(max_per_clip)
@@ -112,10 +122,25 @@ class PatchDataset(Dataset):
         )
         self.starts = np.zeros(0, dtype=np.int64)
         self.item_labels = np.zeros(0, dtype=np.int64)
+        self.noise: NoiseMixer | None = None
+        self.epoch = 0
         self.set_epoch(0)
+
+    def add_noise(self, mixer: NoiseMixer) -> None:
+        """Mix background noise into the windows of every batch (``data.supplemental``)."""
+        if mixer.in_channels != self.in_channels or mixer.n_mels != self.n_mels:
+            raise DataError(f"noise log-mels have {mixer.in_channels} channel(s) x {mixer.n_mels} mel bands, the "
+                            f"training clips {self.in_channels} x {self.n_mels}")
+        self.noise = mixer
+
+    def noise_rng(self, idx: np.ndarray) -> np.random.Generator:
+        """The noise draws of a batch: fixed by the seed, the epoch and the batch's items (so a run
+        repeats, whichever worker fetches the batch)."""
+        return np.random.default_rng([self.seed, self.epoch, 7919, *idx.tolist()])
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's windows (only where ``max_per_clip`` subsamples)."""
+        self.epoch = int(epoch)
         rng = np.random.default_rng([self.seed, int(epoch)])
         starts, labels = [], []
         for cands, n, rep, label in zip(self.candidates, self.per_clip, self.repeats, self.labels):
@@ -134,9 +159,11 @@ class PatchDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
-        windows = np.lib.stride_tricks.sliding_window_view(self.data, self.frames, axis=1)
-        batch = windows[:, self.starts[idx]].transpose(1, 0, 2)  # (B, n_mels, frames)
-        x = torch.from_numpy(np.ascontiguousarray(batch)).unsqueeze(1)
+        windows = np.lib.stride_tricks.sliding_window_view(self.data, self.frames, axis=-1)
+        batch = windows[:, :, self.starts[idx]].transpose(2, 0, 1, 3)  # (B, channels, n_mels, frames)
+        if self.noise is not None:
+            batch = self.noise.mix(batch, self.noise_rng(idx))
+        x = torch.from_numpy(np.ascontiguousarray(batch))
         return x, torch.from_numpy(self.item_labels[idx])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

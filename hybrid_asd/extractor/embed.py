@@ -43,16 +43,24 @@ def section_masks(meta: dict[str, Any]) -> np.ndarray:
 
 
 def clip_windows(logmel: np.ndarray, meta: dict[str, Any], name: str) -> np.ndarray:
-    """``(n_windows, n_mels, frames)`` network inputs of one clip, as in training
-    (``input: waveform``: ``(n_windows, samples)`` crops of the clip's waveform)."""
+    """``(n_windows, 1, n_mels, frames)`` network inputs of one clip, as in training
+    (``data.channel: all``: ``(n_windows, channels, n_mels, frames)``; ``input: waveform``:
+    ``(n_windows, 1, samples)`` crops of the clip's waveform)."""
+    planes = int(meta.get("in_channels", 1))
+    if (logmel.ndim == 3) != (planes > 1) or (planes > 1 and logmel.shape[0] != planes):
+        got = 1 if logmel.ndim == 2 else logmel.shape[0]
+        raise DataError(f"{name}: log-mel with {got} channel plane(s), but the extractor was trained on {planes} "
+                        "(data.channel must be what it was in training)")
     if meta.get("input", "patches") == "clip":
-        return logmel[None]
+        return logmel[None] if logmel.ndim == 3 else logmel[None, None]
     if meta.get("input") == "waveform":
-        return waveform_windows(logmel, int(meta["input_samples"]))
+        return waveform_windows(logmel, int(meta["input_samples"]))[:, None]
     try:
-        return make_patches(logmel, int(meta["patch_frames"]), int(meta["patch_hop"]))
+        patches = make_patches(logmel, int(meta["patch_frames"]), int(meta["patch_hop"]))
     except ValueError as exc:
         raise DataError(f"{name}: {exc}") from None
+    # (n, n_mels, frames) -> (n, 1, n_mels, frames); (channels, n, n_mels, frames) -> (n, channels, ...)
+    return patches[:, None] if logmel.ndim == 2 else np.ascontiguousarray(patches.transpose(1, 0, 2, 3))
 
 
 class Embedder:
@@ -127,7 +135,7 @@ def _embed_windows(
     patch_emb: list[torch.Tensor | None] = [None] * len(windows)
     patch_score: list[torch.Tensor | None] = [None] * len(windows)
     for members in groups.values():
-        x = torch.from_numpy(np.concatenate([windows[j] for j in members])).unsqueeze(1)
+        x = torch.from_numpy(np.concatenate([windows[j] for j in members]))
         owner = torch.cat([torch.full((len(windows[j]),), sections[j]) for j in members])
         outs_e, outs_s = [], []
         for b in range(0, len(x), batch_size):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hybrid_asd.config import OE_SCORES, Config
 from hybrid_asd.data.clips import write_clip_list
+from hybrid_asd.data.supplemental import noise_clips
 from hybrid_asd.errors import StageError
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.extractor.embed import extract
@@ -56,9 +57,14 @@ def run_train(exp: Experiment, config: Config, *, device: str, progress: bool = 
     train = [c for c in exp.train_clips() if c.label == "normal"]
     if not train:
         raise StageError(f"{exp.manifest_path('train')} lists no normal clips")
+    supplemental = config.data.supplemental
+    noise = noise_clips(exp.supplemental_clips(), supplemental) if supplemental.as_noise else []
+    if supplemental.as_noise and not noise:
+        raise StageError(f"data.supplemental.use = {supplemental.use!r}, but {exp.manifest_path('supplemental')} "
+                         f"lists no clip of noise_kinds {supplemental.noise_kinds}; rerun 'prepare'")
     return train_extractor(
         train, extractor_inputs(config, device), config.extractor, config.features, files,
-        device=device, seed=config.seed, progress=progress,
+        device=device, seed=config.seed, progress=progress, noise_clips=noise, noise=supplemental,
     )
 
 

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from hybrid_asd.config import fingerprint
 from hybrid_asd.data.clips import Clip
+from hybrid_asd.data.settings import SupplementalSettings
 from hybrid_asd.errors import DataError
 from hybrid_asd.experiment import ExtractorFiles
 from hybrid_asd.extractor import ddp
@@ -46,6 +47,7 @@ from hybrid_asd.extractor.checkpoint import (
 )
 from hybrid_asd.extractor.dataset import PatchDataset, identity_collate, stratified_split
 from hybrid_asd.extractor.labels import make_labels, section_names
+from hybrid_asd.extractor.noise import NoiseMixer
 from hybrid_asd.extractor.settings import OPTIMIZER_NAMES, ExtractorSettings
 from hybrid_asd.extractor.waveforms import CropDataset
 from hybrid_asd.features.settings import FeatureSettings
@@ -130,7 +132,10 @@ def build_datasets(
 
     train_ds = subset(train_idx, train_hop, repeats[train_idx], max_per_clip)
     val_ds = subset(val_idx, val_hop, None, None) if len(val_idx) else None
-    return train_ds, val_ds, val_idx, {**geometry, "n_mels": int(train_ds.n_mels)}
+    geometry = {**geometry, "n_mels": int(train_ds.n_mels)}
+    if train_ds.in_channels > 1:  # data.channel: all (older checkpoints have no key: one plane)
+        geometry["in_channels"] = int(train_ds.in_channels)
+    return train_ds, val_ds, val_idx, geometry
 
 
 def waveform_datasets(
@@ -245,6 +250,8 @@ def train_extractor(
     progress: bool = True,
     *,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    noise_clips: Sequence[Clip] = (),
+    noise: SupplementalSettings | None = None,
 ) -> Path:
     """Train the extractor on the normal ``train_clips``; returns the checkpoint path.
 
@@ -252,7 +259,9 @@ def train_extractor(
     them); ``out`` is where the files go (a folder gets the files of :class:`ExtractorFiles`).
     ``features`` supplies log-mels (a FeatureCache). ``on_epoch_end(epoch, row)`` is called after
     each epoch's state is saved (an exception there interrupts training resumably). Under
-    torchrun every process calls this; rank 0 writes the files.
+    torchrun every process calls this; rank 0 writes the files. ``noise_clips`` (noise-only
+    recordings) are mixed into the training windows as ``noise`` (``data.supplemental``: ``snr_db``,
+    ``noise_prob``) says (:mod:`hybrid_asd.extractor.noise`).
     """
     conf = ExtractorSettings.parse(extractor, where="extractor")
     features_settings = FeatureSettings.parse(features_conf, where="features")
@@ -264,8 +273,13 @@ def train_extractor(
     if len(classes) < 2:
         log.warning("only one class (%s): the OE scores of a one-class softmax are constant", classes[0])
     paths = [str(c.path) for c in train_clips]
-    run_fp = fingerprint({"extractor": conf.to_dict(), "features": features_settings.to_dict(),
-                          "data": data_fingerprint(paths), "seed": int(seed)})
+    noise = noise or SupplementalSettings(use="noise")
+    run_inputs = {"extractor": conf.to_dict(), "features": features_settings.to_dict(),
+                  "data": data_fingerprint(paths), "seed": int(seed)}
+    if noise_clips:  # only then: runs without noise keep their fingerprints
+        run_inputs["noise"] = {"clips": data_fingerprint(str(c.path) for c in noise_clips),
+                               "snr_db": list(noise.snr_db), "prob": noise.noise_prob}
+    run_fp = fingerprint(run_inputs)
     if _finished(ckpt_path, run_fp):
         log.info("%s is complete for this config and data; not retraining", ckpt_path)
         return ckpt_path
@@ -273,7 +287,7 @@ def train_extractor(
     info, device = ddp.setup(resolve_device(device))
     try:
         _train(train_clips, features, conf, features_settings, files, device, int(seed), progress, info,
-               label_ids, classes, class_to_section, run_fp, on_epoch_end)
+               label_ids, classes, class_to_section, run_fp, on_epoch_end, (list(noise_clips), noise))
     finally:
         ddp.teardown(info)
     return ckpt_path
@@ -293,6 +307,7 @@ def _train(
     files: ExtractorFiles, device: str, seed: int, progress: bool, info: ddp.DistInfo, label_ids: np.ndarray,
     classes: list[str], class_to_section: list[int], run_fp: str,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+    noise: tuple[list[Clip], SupplementalSettings],
 ) -> None:
     seed_everything(seed)
     model = build_model(conf, n_classes=len(classes))  # before loading data: config errors come first
@@ -302,6 +317,16 @@ def _train(
         clips, logmels, label_ids, conf, features_conf, seed, input_samples=getattr(model.backbone, "samples", None)
     )
     del logmels
+    if geometry.get("in_channels", 1) > 1:  # data.channel: all: one input plane per channel
+        seed_everything(seed)
+        model = build_model(conf, n_classes=len(classes), in_channels=geometry["in_channels"])
+    noise_clips, noise_conf = noise
+    if noise_clips:
+        noise_inputs = features.get_many([c.path for c in noise_clips], progress=show)
+        train_ds.add_noise(NoiseMixer(noise_inputs, noise_conf.snr_db, noise_conf.noise_prob,
+                                      waves=conf.input == "waveform"))
+        log.info("extractor: background noise from %d clip(s) in %.0f%% of the training windows, SNR %g to %g dB",
+                 len(noise_clips), 100 * noise_conf.noise_prob, *noise_conf.snr_db)
     if conf.input_norm:
         model.set_input_stats(*train_ds.input_stats())
     model.to(device)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from hybrid_asd.data.audio import load_audio
 from hybrid_asd.data.settings import DataSettings
 from hybrid_asd.errors import DataError
+from hybrid_asd.extractor.noise import NoiseMixer
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,20 @@ class CropDataset(Dataset):
         self.random = bool(random)
         self.seed = int(seed)
         self.starts = np.zeros(0, dtype=np.int64)
+        self.noise: NoiseMixer | None = None
+        self.in_channels = 1
+        self.epoch = 0
         self.set_epoch(0)
+
+    def add_noise(self, mixer: NoiseMixer) -> None:
+        """Mix background noise into the crops of every batch (``data.supplemental``)."""
+        if not mixer.waves:
+            raise DataError("waveform crops need a NoiseMixer built from waveforms (waves=True)")
+        self.noise = mixer
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's crop offsets (training) or take every clip's first crop."""
+        self.epoch = int(epoch)
         shift = np.zeros(len(self.clip_of_item), dtype=np.int64)
         if self.random:
             rng = np.random.default_rng([self.seed, int(epoch)])
@@ -132,8 +143,10 @@ class CropDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = np.asarray(indices, dtype=np.int64)
-        crops = np.lib.stride_tricks.sliding_window_view(self.data, self.samples)[self.starts[idx]]
-        x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1)  # (B, 1, samples)
+        crops = np.lib.stride_tricks.sliding_window_view(self.data, self.samples)[self.starts[idx]][:, None]
+        if self.noise is not None:
+            crops = self.noise.mix_waves(crops, np.random.default_rng([self.seed, self.epoch, 7919, *idx.tolist()]))
+        x = torch.from_numpy(np.ascontiguousarray(crops))  # (B, 1, samples)
         return x, torch.from_numpy(self.labels[self.clip_of_item[idx]])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,7 @@
 """On-disk cache of per-clip log-mel spectrograms, keyed by config and file content.
 
-Each entry is ``<cache_dir>/<key[:2]>/<key>.npy`` (float32, ``(n_mels, T)``), where ``key`` is
+Each entry is ``<cache_dir>/<key[:2]>/<key>.npy`` (float32, ``(n_mels, T)``; ``(channels, n_mels, T)``
+with ``data.channel: all``), where ``key`` is
 the SHA-256 of the front-end config, the audio-loading config and the SHA-256 of the file's
 bytes: renaming or moving a clip keeps its entry, editing it or changing a setting misses.
 Entries are written atomically (temporary file, then rename), so an interrupted run leaves
@@ -169,7 +170,8 @@ class FeatureCache:
         except (OSError, ValueError, EOFError) as exc:
             log.warning("unreadable feature cache entry %s (%s); recomputing", entry, exc)
             return None
-        if array.ndim != 2 or array.shape[0] != self.frontend.n_mels or array.dtype != np.float32:
+        ndim = 3 if self.audio_conf["channel"] == "all" else 2
+        if array.ndim != ndim or array.shape[-2] != self.frontend.n_mels or array.dtype != np.float32:
             log.warning("feature cache entry %s has shape %s %s; recomputing", entry, array.shape, array.dtype)
             return None
         return array
@@ -204,12 +206,13 @@ class FeatureCache:
         return load_audio(path, **self.audio_conf)
 
     def logmel_batch(self, waves: list[np.ndarray]) -> list[np.ndarray]:
-        """Log-mels of ``waves`` in input order: one torch call per group of equal lengths (nothing is
-        stored; ``hybrid_asd.monitor`` scores new recordings with it)."""
+        """Log-mels of ``waves`` in input order: one torch call per group of equal shapes (nothing is
+        stored; ``hybrid_asd.monitor`` scores new recordings with it). A ``(channels, n)`` waveform
+        (``data.channel: all``) gives a ``(channels, n_mels, T)`` log-mel."""
         out: list[np.ndarray | None] = [None] * len(waves)
-        groups: dict[int, list[int]] = {}
+        groups: dict[tuple[int, ...], list[int]] = {}
         for i, wave in enumerate(waves):
-            groups.setdefault(int(wave.shape[0]), []).append(i)
+            groups.setdefault(tuple(wave.shape), []).append(i)
         with torch.no_grad():
             for indices in groups.values():
                 batch = torch.from_numpy(np.stack([waves[i] for i in indices])).to(self.device)

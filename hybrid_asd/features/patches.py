@@ -4,6 +4,8 @@
   (MobileNetV2 baseline input, P = 64, L = 8).
 - :func:`stack_frames`: concatenated consecutive frames (AE baseline input, 5 x 128 = 640).
 - :func:`clip_statistics`: per-mel mean and standard deviation over time ("logmel_stats").
+- :func:`channel_statistics`, :func:`channel_stack_frames`: the same for ``(channels, n_mels, T)``
+  log-mels (``data.channel: all``): each channel's, concatenated.
 
 Each accepts NumPy arrays or torch tensors and returns the same kind.
 """
@@ -104,3 +106,19 @@ def clip_statistics(logmel: ArrayT) -> ArrayT:
     stats = np.concatenate([x.mean(-1), x.std(-1)], axis=-1)
     out_dtype = logmel.dtype if np.issubdtype(logmel.dtype, np.floating) else np.float64
     return stats.astype(out_dtype, copy=False)
+
+
+def channel_statistics(logmel: np.ndarray) -> np.ndarray:
+    """:func:`clip_statistics` of a ``(n_mels, T)`` log-mel, or of each plane of a ``(channels, n_mels, T)``
+    one (``data.channel: all``) concatenated: ``(channels * 2 * n_mels,)``, channel 0 first."""
+    if logmel.ndim == 2:
+        return clip_statistics(logmel)
+    return np.concatenate([clip_statistics(plane) for plane in logmel])
+
+
+def channel_stack_frames(logmel: np.ndarray, n_frames: int = 5) -> np.ndarray:
+    """:func:`stack_frames` of a ``(n_mels, T)`` log-mel, or of each plane of a ``(channels, n_mels, T)``
+    one side by side: ``(T - n_frames + 1, channels * n_frames * n_mels)``, channel 0 first."""
+    if logmel.ndim == 2:
+        return stack_frames(logmel, n_frames)
+    return np.concatenate([stack_frames(plane, n_frames) for plane in logmel], axis=1)

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from hybrid_asd.config import OE_SCORES, Config
 from hybrid_asd.data.audio import audio_info, fit_length, load_audio, resample_signal
+from hybrid_asd.data.channels import select_channels
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.data.names import UNKNOWN_DOMAIN
 from hybrid_asd.detectors.adapt import DomainAdaptiveDetector
@@ -558,7 +559,7 @@ def item_waveform(item: Item, front_end: FeatureCache, recordings: dict[tuple[st
         recordings[key] = load_audio(item.path, **{**conf, "duration": None})
     rate = int(conf["sample_rate"])
     start, length = int(round(item.start * rate)), int(round((item.end - item.start) * rate))
-    return fit_length(recordings[key][start:start + length], length)
+    return fit_length(recordings[key][..., start:start + length], length)
 
 
 def prepare_waveform(wave: np.ndarray, rate: int | None, front_end: FeatureCache, name: str) -> np.ndarray:
@@ -569,11 +570,14 @@ def prepare_waveform(wave: np.ndarray, rate: int | None, front_end: FeatureCache
     x = np.asarray(wave)
     if not np.issubdtype(x.dtype, np.floating):
         raise InputError(f"{name}: waveform of dtype {x.dtype}; give float samples in [-1, 1]")
-    if x.ndim == 2:  # (samples, channels), as soundfile reads
-        if not 0 <= conf["channel"] < x.shape[1]:
-            raise InputError(f"{name}: channel {conf['channel']} requested but the waveform has {x.shape[1]}")
-        x = x[:, conf["channel"]]
-    if x.ndim != 1 or x.size == 0:
+    if x.ndim == 2:  # (samples, channels), as soundfile reads; data.channel: index, mean or all
+        try:
+            x = select_channels(x.astype(np.float32, copy=False), conf["channel"], name)
+        except DataError as exc:
+            raise InputError(str(exc)) from None
+    elif conf["channel"] == "all":
+        x = x[None]  # a mono waveform: one plane, as load_audio gives a mono file
+    if x.ndim not in (1, 2) or x.size == 0:
         raise InputError(f"{name}: a waveform must be a non-empty 1-D array (or samples x channels), got shape "
                          f"{np.shape(wave)}")
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -591,7 +595,7 @@ def prepare_waveform(wave: np.ndarray, rate: int | None, front_end: FeatureCache
 
 def check_length(item: Item, logmel: np.ndarray, source: Source) -> None:
     need, what = source.min_frames()
-    frames = int(logmel.shape[1])
+    frames = int(logmel.shape[-1])
     if frames < need:
         hop, rate = source.config.features.hop_length, source.config.data.sample_rate
         raise InputError(f"{item.key}: {frames} log-mel frames ({frames * hop / rate:.2f} s), shorter than "
