@@ -47,6 +47,7 @@ from hybrid_asd.ensemble.fusion import (
     section_groups,
 )
 from hybrid_asd.evaluation.metrics import LabelledScores, Results, evaluate_labelled, harmonic_mean
+from hybrid_asd.evaluation.settings import SECTION_PAUC_PROTOCOLS
 from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_write_text
 
@@ -115,9 +116,9 @@ def values_by_section(results: Results) -> dict[Section, list[float]]:
     out: dict[Section, list[float]] = {}
     for row in results.rows:
         out.setdefault((row.machine, row.section), []).append(row.auc)
-        if results.protocol != "dcase2022":
+        if results.protocol not in SECTION_PAUC_PROTOCOLS:
             out[(row.machine, row.section)].append(row.pauc)
-    if results.protocol == "dcase2022":
+    if results.protocol in SECTION_PAUC_PROTOCOLS:
         for row in {(r.machine, r.section): r for r in results.rows}.values():
             out[(row.machine, row.section)].append(row.pauc)
     return out

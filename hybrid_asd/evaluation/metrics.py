@@ -15,6 +15,12 @@ Two protocols:
     rows slice its table at ``len(section_ids)//2`` (a bug, fixed in the 2023+ evaluators that
     slice at half the columns); here they are the source rows and the target rows.
 
+``dcase2025`` (DCASE 2025 and 2026, as the official baseline computes them; see
+:mod:`hybrid_asd.evaluation.dcase2025`)
+    The numbers of ``dcase2022`` (same AUC, section pAUC and official score), plus each domain's
+    pAUC over its own clips (``ResultRow.pauc_domain``) and the baseline's result table and summary
+    (``h-mean`` / ``a-mean`` per metric, ``TOTAL score``).
+
 pAUC is ``sklearn.metrics.roc_auc_score(..., max_fpr=0.1)`` (McClish-standardised) and harmonic
 means clamp values at machine epsilon first, as the evaluators do. Means are taken over the same
 array layouts as the evaluators (rows x metrics for 2021, metrics x rows for 2022), so the
@@ -36,7 +42,7 @@ import scipy.stats
 from sklearn import metrics as skm
 
 from hybrid_asd.errors import ConfigError, ScoreError
-from hybrid_asd.evaluation.settings import PROTOCOLS
+from hybrid_asd.evaluation.settings import PROTOCOLS, SECTION_PAUC_PROTOCOLS
 from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_write_json, atomic_write_text
 
@@ -124,8 +130,9 @@ class LabelledScores:
 # --- results ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ResultRow:
-    """One row of the official table. For dcase2022, ``pauc`` is the section's pAUC (both
-    domains) and ``auc_all`` the section's AUC over both domains."""
+    """One row of the official table. For dcase2022 and dcase2025, ``pauc`` is the section's pAUC
+    (both domains) and ``auc_all`` the section's AUC over both domains; for dcase2025
+    ``pauc_domain`` is the pAUC of this domain's clips alone."""
 
     machine: str
     section: int
@@ -136,6 +143,7 @@ class ResultRow:
     recall: float | None = None
     f1: float | None = None
     auc_all: float | None = None
+    pauc_domain: float | None = None
 
     @property
     def section_name(self) -> str:
@@ -215,6 +223,10 @@ class Results:
 
     def official_rows(self, ci95: bool = False) -> list[list[str]]:
         """The official evaluator's CSV table as rows of text cells (see :func:`to_official_csv`)."""
+        if self.protocol == "dcase2025":
+            from hybrid_asd.evaluation.dcase2025 import official_rows_2025  # the baseline's layout
+
+            return official_rows_2025(self)
         if self.protocol == "dcase2022":
             return _official_rows_2022(self, ci95)
         return _official_rows_2021(self)
@@ -377,7 +389,7 @@ def _rows_2021(groups: Mapping[Key, LabelledScores], max_fpr: float) -> list[Res
     return rows
 
 
-def _rows_2022(groups: Mapping[Key, LabelledScores], max_fpr: float
+def _rows_2022(groups: Mapping[Key, LabelledScores], max_fpr: float, domain_pauc: bool = False
                ) -> tuple[list[ResultRow], dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]]:
     rows = []
     section_data = {}
@@ -392,7 +404,12 @@ def _rows_2022(groups: Mapping[Key, LabelledScores], max_fpr: float
             # Normals of this domain against the anomalies of both domains.
             mask = (domains == domain) | (labels != 0)
             auc, _ = _section_auc_pauc((machine, section, domain), labels[mask], scores[mask], max_fpr)
-            rows.append(ResultRow(machine, section, domain, auc, pauc, auc_all=auc_all, **_decision_cells(data)))
+            extra = {}
+            if domain_pauc:  # dcase2025: this domain's clips alone
+                extra["pauc_domain"] = _section_auc_pauc((machine, section, domain), data.labels, data.scores,
+                                                         max_fpr)[1]
+            rows.append(ResultRow(machine, section, domain, auc, pauc, auc_all=auc_all, **extra,
+                                  **_decision_cells(data)))
     return rows, section_data
 
 
@@ -425,7 +442,7 @@ def _summary(rows: list[ResultRow], n_metrics: int, transposed: bool) -> Summary
 
 def _official_score(rows: list[ResultRow], protocol: str) -> float:
     aucs = [r.auc for d in DOMAIN_ORDER for r in rows if r.domain == d]
-    if protocol == "dcase2022":
+    if protocol in SECTION_PAUC_PROTOCOLS:
         paucs = list({(r.machine, r.section): r.pauc for r in rows}.values())  # one pAUC per section
     else:
         paucs = [r.pauc for d in DOMAIN_ORDER for r in rows if r.domain == d]
@@ -444,13 +461,13 @@ def evaluate_labelled(groups: Mapping[Key, LabelledScores], protocol: str = "dca
         raise ScoreError(f"decision results given for some sections but not for {missing[:5]}"
                          f"{' ...' if len(missing) > 5 else ''}")
     section_data: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-    if protocol == "dcase2022":
-        rows, section_data = _rows_2022(groups, max_fpr)
+    if protocol in SECTION_PAUC_PROTOCOLS:
+        rows, section_data = _rows_2022(groups, max_fpr, domain_pauc=protocol == "dcase2025")
     else:
         rows = _rows_2021(groups, max_fpr)
     rows = _sort_rows(rows)
     n_metrics = 5 if with_decisions else 2
-    transposed = protocol == "dcase2022"
+    transposed = protocol in SECTION_PAUC_PROTOCOLS
     machines = {m: _summary([r for r in rows if r.machine == m], n_metrics, transposed)
                 for m in sorted({r.machine for r in rows})}
     # The 2022 evaluator stacks all source rows before all target rows; 2021 keeps machine order.

@@ -23,7 +23,7 @@ from hybrid_asd.evaluation.plots import (
     training_curve_figure,
 )
 from hybrid_asd.evaluation.report_data import DetectorEval, ExperimentData, format_metric
-from hybrid_asd.evaluation.settings import EMBEDDING_METHODS
+from hybrid_asd.evaluation.settings import EMBEDDING_METHODS, SECTION_PAUC_PROTOCOLS
 
 # Most clips drawn in the embedding map (a seeded random subset beyond); t-SNE is O(n log n) and slow.
 MAX_MAP_POINTS = {"pca": 20000, "tsne": 4000, "umap": 20000}
@@ -53,13 +53,13 @@ def _safe(name: str) -> str:
 
 
 def _pauc_name(protocol: str) -> str:
-    return "pAUC (section)" if protocol == "dcase2022" else "pAUC"
+    return "pAUC (section)" if protocol in SECTION_PAUC_PROTOCOLS else "pAUC"
 
 
 def _roc_points(groups: dict[Key, LabelledScores], key: Key, protocol: str) -> tuple[np.ndarray, np.ndarray]:
     """The ROC curve of the clips the AUC of ``key`` is computed on under ``protocol``."""
     machine, section, domain = key
-    if protocol == "dcase2022":  # normals of this domain against the anomalies of both (metrics._rows_2022)
+    if protocol in SECTION_PAUC_PROTOCOLS:  # normals of this domain against the anomalies of both (metrics._rows_2022)
         parts = [(d, groups[(machine, section, d)]) for d in DOMAIN_ORDER if (machine, section, d) in groups]
         labels = np.concatenate([g.labels for _, g in parts])
         scores = np.concatenate([g.scores for _, g in parts])
@@ -92,8 +92,8 @@ def _roc_series(exp: ExperimentData, det: DetectorEval, section: tuple[str, int]
 def _roc_caption(protocol: str, max_fpr: float, what: str) -> str:
     text = (f"ROC curves of {what}: source-domain test clips solid, target-domain dashed. Shaded: the pAUC "
             f"region (FPR \u2264 {max_fpr:g}). Legend numbers are those of the results table.")
-    if protocol == "dcase2022":
-        text += (" Protocol dcase2022: a domain's curve and AUC use its normal clips against the anomalous "
+    if protocol in SECTION_PAUC_PROTOCOLS:
+        text += (f" Protocol {protocol}: a domain's curve and AUC use its normal clips against the anomalous "
                  "clips of both domains; the pAUC is computed once over the whole section.")
     return text
 

@@ -9,8 +9,10 @@ from pydantic import Field
 from hybrid_asd.settings import Float, Section
 
 # dcase2021: AUC and pAUC per section and domain; dcase2022: per-domain AUC, pAUC over both
-# domains per section (see hybrid_asd.evaluation.metrics).
-PROTOCOLS = ("dcase2021", "dcase2022")
+# domains per section; dcase2025 (DCASE 2025 and 2026): dcase2022's numbers plus per-domain pAUC and
+# the official baseline's summary (see hybrid_asd.evaluation.metrics and .dcase2025).
+PROTOCOLS = ("dcase2021", "dcase2022", "dcase2025")
+SECTION_PAUC_PROTOCOLS = ("dcase2022", "dcase2025")  # one pAUC per section, over both domains
 
 
 class EvaluationSettings(Section):
