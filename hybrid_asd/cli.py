@@ -24,7 +24,7 @@ from hybrid_asd.config import DEVICE_PATTERN, DEVICES_HELP, config_schema
 from hybrid_asd.data.channels import CHANNEL_MODES
 from hybrid_asd.data.clips import write_clip_list
 from hybrid_asd.data.download import download
-from hybrid_asd.data.download_catalogue import DATASETS, DEFAULT_BASE_URL, DEFAULT_PARTS
+from hybrid_asd.data.download_catalogue import DATASETS, DEFAULT_BASE_URL, DEFAULT_PARTS, YEARS
 from hybrid_asd.data.inventory import format_inventory, inventory
 from hybrid_asd.data.manifest import scan
 from hybrid_asd.ensemble.fusion import NORMALISERS, RULES
@@ -261,7 +261,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    paths = download(args.dest, dataset=args.dataset, parts=args.parts, machines=args.machines or None,
+    dataset = YEARS[args.year] if args.year is not None else (args.dataset or "dcase2021")
+    parts = args.parts or DATASETS[dataset].parts  # default: every part the data set has
+    paths = download(args.dest, dataset=dataset, parts=parts, machines=args.machines or None,
                      base_url=args.base_url, progress=_progress(args))
     print(f"{len(paths)} archive(s) complete under {args.dest}")
     return 0
@@ -459,11 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("download", help="download DCASE Task 2 data from Zenodo (resumable, checksummed)")
+    p = sub.add_parser("download", help="download DCASE Task 2 data from Zenodo (resumable, checksummed)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="data sets (--dataset, or --year 2020..2026), their parts and machine types:\n" + "\n".join(
+                           f"  {name}: parts {', '.join(spec.parts)}; machine types {', '.join(spec.machines)}"
+                           for name, spec in sorted(DATASETS.items())))
     p.add_argument("--dest", type=Path, required=True, help="destination folder")
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="dcase2021", help="data set (default dcase2021)")
-    p.add_argument("--parts", nargs="+", choices=DEFAULT_PARTS, default=list(DEFAULT_PARTS),
-                   help=f"parts to fetch (default all: {' '.join(DEFAULT_PARTS)})")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--dataset", choices=sorted(DATASETS), default=None, help="data set (default dcase2021)")
+    which.add_argument("--year", type=int, choices=sorted(YEARS), default=None,
+                       help="the data set of this challenge year (--year 2026 = --dataset dcase2026)")
+    p.add_argument("--parts", nargs="+", choices=DEFAULT_PARTS, default=None,
+                   help=f"parts to fetch, of {' '.join(DEFAULT_PARTS)} (default: every part the data set has)")
     p.add_argument("--machines", nargs="+", default=None, help="machine types (default all)")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"Zenodo base address (default {DEFAULT_BASE_URL})")
     add_progress(p)

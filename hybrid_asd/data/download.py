@@ -76,7 +76,7 @@ def _archives_of(record: Record, listing: Callable[[int], dict[str, str | None]]
 def download(
     dest: str | os.PathLike,
     dataset: str = "dcase2021",
-    parts: Sequence[str] = DEFAULT_PARTS,
+    parts: Sequence[str] | None = None,
     machines: Sequence[str] | None = None,
     base_url: str = DEFAULT_BASE_URL,
     progress: bool = True,
@@ -88,8 +88,9 @@ def download(
 
     Args:
         dest: folder; everything goes under ``<dest>/<dataset>/`` (layout in docs/download.md).
-        dataset: a key of :data:`DATASETS` (``dcase2021``, ``dcase2020``, ``dcase2022``, ``dcase2023``).
-        parts: any of ``dev``, ``additional``, ``eval``, ``ground_truth`` that the data set has.
+        dataset: a key of :data:`DATASETS` (``dcase2020`` ... ``dcase2023``, ``dcase2025``, ``dcase2026``).
+        parts: any of ``dev``, ``additional``, ``eval``, ``ground_truth`` that the data set has;
+            None: all of them.
         machines: machine types to fetch (case-insensitive); None: all. Ground truth is one
             archive for all machine types and is fetched whatever this says.
         base_url: Zenodo (or a mirror with the same paths: ``/api/records/<id>``,
@@ -114,7 +115,7 @@ def download(
     import requests  # lazy: importing this module loads no network library
 
     spec = get_dataset(dataset)
-    records = _select_parts(spec, parts)
+    records = _select_parts(spec, spec.parts if parts is None else parts)
     wanted = _select_machines(spec, machines)
     root = Path(dest) / spec.name
     archive_dir = root / ARCHIVE_DIR

@@ -74,10 +74,19 @@ _M2020 = ("ToyCar", "ToyConveyor", "fan", "pump", "slider", "valve")
 _M2021 = ("fan", "gearbox", "pump", "slider", "ToyCar", "ToyTrain", "valve")
 _M2022 = ("bearing", "fan", "gearbox", "slider", "ToyCar", "ToyTrain", "valve")
 _M2023_EVAL = ("bandsaw", "grinder", "shaker", "ToyDrone", "ToyNscale", "ToyTank", "Vacuum")
+# DCASE 2025 and 2026: machine types, records and archive names of the official baseline's
+# datasets/download_path_2025.yaml and download_path_2026.yaml (nttcslab/dcase2023_task2_baseline_ae).
+_M2025_EVAL = ("ToyRCCar", "ToyPet", "HomeCamera", "AutoTrash", "Polisher", "ScrewFeeder", "BandSealer",
+               "CoffeeGrinder")
+_M2026 = ("ToyCar", "ToyCarEmu", "bearingEmu", "fan", "gearboxEmu", "sliderEmu", "valveEmu")
+_M2026_EVAL = ("ToyDrone", "ToothBrush", "SewingMachine", "BlowerDustCollector", "Sander")
+# 2026: dev_ToyCar.zip was replaced by dev_ToyCar_r2.zip (baseline v5.0.1, 2026-04-09)
+_DEV2026_NAMES = {"ToyCar": "dev_ToyCar_r2.zip"}
 
 # DCASE 2020 md5 values as listed by the soundata loader ``dcase2020task2`` (taken from Zenodo).
-# DCASE 2021-2023 md5 values were not found in any public source we could read: None means
-# "take the checksum from the Zenodo record's JSON at run time" (docs/download.md).
+# DCASE 2021-2023, 2025 and 2026 md5 values were not found in any public source we could read (the
+# official lists give addresses only): None means "take the checksum from the Zenodo record's JSON
+# at run time" (docs/download.md).
 DATASETS: dict[str, Dataset] = {
     "dcase2021": Dataset(
         "dcase2021",
@@ -147,7 +156,29 @@ DATASETS: dict[str, Dataset] = {
                    _per_machine("eval_data_{m}_test.zip", _M2023_EVAL)),
         ),
     ),
+    "dcase2025": Dataset(
+        "dcase2025",
+        (
+            Record("dev", 15097779, "dev_data", "DCASE 2025 Task 2 development dataset",
+                   _per_machine("dev_{m}.zip", _M2022)),
+            Record("additional", 15392814, "eval_data", "DCASE 2025 Task 2 additional training dataset",
+                   _per_machine("eval_data_{m}_train.zip", _M2025_EVAL)),
+            Record("eval", 15519362, "eval_data", "DCASE 2025 Task 2 evaluation dataset",
+                   _per_machine("eval_data_{m}_test.zip", _M2025_EVAL)),
+        ),
+    ),
+    # No evaluation (test) part: the official list has none yet (its README keeps it commented out).
+    "dcase2026": Dataset(
+        "dcase2026",
+        (
+            Record("dev", 19336329, "dev_data", "DCASE 2026 Task 2 development dataset",
+                   tuple(Archive(_DEV2026_NAMES.get(m, f"dev_{m}.zip"), m) for m in _M2026)),
+            Record("additional", 20151556, "eval_data", "DCASE 2026 Task 2 additional training dataset",
+                   _per_machine("eval_data_{m}_train.zip", _M2026_EVAL)),
+        ),
+    ),
 }
+YEARS = {int(name.removeprefix("dcase")): name for name in DATASETS}  # 2020 -> "dcase2020", ...
 
 
 def get_dataset(name: str) -> Dataset:
