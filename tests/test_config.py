@@ -113,7 +113,7 @@ BAD_VALUES = [
     ("ensemble.normalise=zscore", "ensemble.normalise = 'zscore': must be 'znorm' or 'none'"),
     ("ensemble.weights={oe: -1}", "ensemble.weights = {'oe': -1}: weight of oe is -1"),
     ("ensemble.weights={knn: 1}", "ensemble.weights.knn = 1.0: 'knn' is not fused; fused: oe"),
-    ("evaluation.protocol=dcase2099", "evaluation.protocol = 'dcase2099': must be 'dcase2021' or 'dcase2022'"),
+    ("evaluation.protocol=dcase2099", "evaluation.protocol = 'dcase2099': must be 'dcase2021', 'dcase2022' or 'dcase2025'"),
     ("extractor.head.name=arcfase", "extractor.head.name = 'arcfase': unknown head 'arcfase'; known: adacos, arcface, softmax, "
                                     "subcluster_adacos"),
     ("extractor.backbone.name=tiny_cnnn", "extractor.backbone.name = 'tiny_cnnn': unknown backbone 'tiny_cnnn'"),

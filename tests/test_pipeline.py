@@ -80,7 +80,7 @@ def test_every_config_runs_end_to_end_on_tiny(path, tiny_data, tmp_path):
             assert names == [f"{kind}_fan_section_{s:02d}_{d}_test.csv" for s in (0, 1) for d in ("source", "target")]
     # The fused system output goes through the official evaluator unchanged, and the experiment's
     # own result table (precision/recall/F1 from its decisions included) is the evaluator's, byte for byte.
-    results = evaluate_folder([exp.fusion.submission], clips=test_clips)
+    results = evaluate_folder([exp.fusion.submission], clips=test_clips, protocol=config.evaluation.protocol)
     assert 0.0 <= results.official_score <= 1.0
     assert len(results.rows) == 4
     assert all(row.f1 is not None for row in results.rows)

@@ -46,9 +46,8 @@ def clip_windows(logmel: np.ndarray, meta: dict[str, Any], name: str) -> np.ndar
     """``(n_windows, 1, n_mels, frames)`` network inputs of one clip, as in training
     (``data.channel: all``: ``(n_windows, channels, n_mels, frames)``; ``input: waveform``:
     ``(n_windows, 1, samples)`` crops of the clip's waveform)."""
-    planes = int(meta.get("in_channels", 1))
-    if (logmel.ndim == 3) != (planes > 1) or (planes > 1 and logmel.shape[0] != planes):
-        got = 1 if logmel.ndim == 2 else logmel.shape[0]
+    planes, got = int(meta.get("in_channels", 1)), 1 if logmel.ndim == 2 else int(logmel.shape[0])
+    if got != planes:
         raise DataError(f"{name}: log-mel with {got} channel plane(s), but the extractor was trained on {planes} "
                         "(data.channel must be what it was in training)")
     if meta.get("input", "patches") == "clip":

@@ -6,7 +6,7 @@
 #
 # Usage: asd.sh --machine fan [--config conf/wilkinghoff2021_serial.yaml] [--data-root DIR]
 #               [--ground-truth DIR] [--exp-root exp] [--seed 0] [--device auto]
-#               [--stage 0] [--stop-stage LAST] [--download] [--set key=value ...]
+#               [--stage 0] [--stop-stage LAST] [--download] [--dataset dcase2021] [--set key=value ...]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -21,6 +21,7 @@ stage=0
 stop_stage=""
 stage_given=0
 download=0
+dataset="dcase2021"  # what --download fetches (recipes/dcase2026/asd.sh passes dcase2026)
 overrides=()
 HYBRID_ASD="${HYBRID_ASD:-hybrid-asd}"
 stage_list="$("${HYBRID_ASD}" stages --names)"  # "NUMBER NAME" lines, from the stage table
@@ -47,6 +48,7 @@ while [ $# -gt 0 ]; do
     --stage) stage="$(stage_number "$2")"; stage_given=1; shift 2;;
     --stop-stage) stop_stage="$(stage_number "$2")"; shift 2;;
     --download) download=1; shift;;
+    --dataset) dataset="$2"; shift 2;;
     --set) overrides+=("--set" "$2"); shift 2;;
     -h|--help) sed -n '2,9p' "$0"; echo "#"; "${HYBRID_ASD}" stages | sed 's/^/# /'
                echo "# (and stage 0, data: --download fetches the data, else the data root is checked)"; exit 0;;
@@ -76,7 +78,8 @@ if [ 0 -ge "$stage" ] && [ 0 -le "$stop_stage" ]; then
   if [ ! -d "${data_root}/${machine}" ]; then
     if [ "$download" -eq 1 ]; then
       dest="$(dirname "$(dirname "$data_root")")"
-      "${HYBRID_ASD}" --log-file "${exp}/logs/download.log" download --dest "$dest" --machines "$machine"
+      "${HYBRID_ASD}" --log-file "${exp}/logs/download.log" download --dest "$dest" --dataset "$dataset" \
+        --machines "$machine"
     else
       echo "asd.sh: ${data_root}/${machine} not found (pass --download, or --data-root)" >&2; exit 2
     fi
