@@ -46,7 +46,10 @@ def run_prepare(exp: Experiment, config: Config, *, progress: bool = True) -> tu
         exp.write_clips("supplemental", supplemental)
     else:
         exp.manifest_path("supplemental").unlink(missing_ok=True)  # from an earlier data root
-    channels = audio_info(train[0].path)["channels"]
+    try:
+        channels = audio_info(train[0].path)["channels"]
+    except DataError:  # reported by the stage that reads it
+        channels = 1
     if channels > 1:
         log.info("%s has %d channels; %s", train[0].path.name, channels, describe_channel(data.channel))
     log.info("prepared %s: %d train and %d test clips\n%s", exp.root, len(train), len(test), manifest.summary())

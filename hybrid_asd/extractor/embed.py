@@ -46,7 +46,8 @@ def clip_windows(logmel: np.ndarray, meta: dict[str, Any], name: str) -> np.ndar
     """``(n_windows, 1, n_mels, frames)`` network inputs of one clip, as in training
     (``data.channel: all``: ``(n_windows, channels, n_mels, frames)``; ``input: waveform``:
     ``(n_windows, 1, samples)`` crops of the clip's waveform)."""
-    planes, got = int(meta.get("in_channels", 1)), 1 if logmel.ndim == 2 else int(logmel.shape[0])
+    # a (channels, n_mels, T) log-mel has channel planes; (n_mels, T) log-mels and 1-D waveforms one
+    planes, got = int(meta.get("in_channels", 1)), int(logmel.shape[0]) if logmel.ndim == 3 else 1
     if got != planes:
         raise DataError(f"{name}: log-mel with {got} channel plane(s), but the extractor was trained on {planes} "
                         "(data.channel must be what it was in training)")
