@@ -180,3 +180,14 @@ def test_data_channel_setting_validates_to_one_line():
             load_config(None, [f"data.channel={bad}"])
         assert len(str(err.value).splitlines()) == 1
         assert "data.channel" in str(err.value) and "'mean', 'all'" in str(err.value)
+
+
+def test_mimii_eight_channel_extensible_files_with_mean_and_all(shared_data):
+    path = shared_data / "mimii-8ch" / "pump" / "id_00" / "normal" / "00000000.wav"
+    raw, rate = sf.read(path, dtype="float32", always_2d=True)
+    assert raw.shape[1] == 8 and rate == 16000
+    every = load_audio(path, channel="all", duration=1.0)
+    assert every.shape == (8, 16000)
+    np.testing.assert_array_equal(every[5], raw[:16000, 5])
+    np.testing.assert_allclose(load_audio(path, channel="mean", duration=1.0), raw[:16000].mean(axis=1), atol=1e-7)
+    assert channel_counts([path]) == {8: 1}
