@@ -3,7 +3,6 @@ training clips and as background noise for the extractor."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

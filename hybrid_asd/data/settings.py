@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from hybrid_asd.data.channels import CHANNEL_MODES
 from hybrid_asd.settings import (
-    Bool, Float, Fraction, InvalidKey, NonNegativeInt, PositiveFloat, PositiveInt, Section,
+    Bool, Float, Fraction, InvalidKey, PositiveFloat, PositiveInt, Section,
 )
 
 SUPPLEMENTAL_USES = ("none", "train", "noise", "both")
