@@ -31,7 +31,7 @@ from hybrid_asd.errors import HybridASDError
 from hybrid_asd.evaluation.settings import EMBEDDING_METHODS, PROTOCOLS, EvaluationSettings
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.monitor.commands import add_monitor_parsers
-from hybrid_asd.pipeline import make_config, run_stage, run_stages
+from hybrid_asd.pipeline import check_data, make_config, run_stage, run_stages
 from hybrid_asd.stages import STAGE_NAMES, STAGES, Stage, format_table, stage_name
 from hybrid_asd.utils import resolve_device, seed_everything, setup_logging
 
@@ -63,12 +63,20 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None, help="approach YAML (default: built-in defaults)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="approach YAML (default: the experiment's saved config.yaml, else built-in defaults)")
     p.add_argument("--data-root", type=Path, default=None, help="data root with <machine>/{train,...}/ folders")
     p.add_argument("--machine", default=None, help="machine type, e.g. fan")
     p.add_argument("--seed", type=int, default=None, help="seed for Python, NumPy and torch (default: config's, 0)")
+    add_mimii_test_normals(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set extractor.epochs=1 (repeatable)")
+
+
+def add_mimii_test_normals(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mimii-test-normals", type=int, default=None, metavar="N",
+                   help="MIMII only: normal test clips per id (default: as many as its abnormal clips, the MIMII "
+                        "baseline's split); config data.mimii_test_normals")
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -102,8 +110,9 @@ def stage_handler(stage: Stage) -> Handler:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     config = make_config(args.config, args.overrides, data_root=args.data_root, machine=args.machine,
-                         seed=args.seed, device=args.device)
+                         seed=args.seed, device=args.device, mimii_test_normals=args.mimii_test_normals)
     exp = Experiment(args.exp)
+    check_data(config)  # before the config is saved: fixing a wrong data root needs no --overwrite
     exp.init(config, overwrite=args.overwrite)
     train, test = run_stage(exp, config, "prepare", force=True)
     print(f"{args.exp}: {len(train)} train and {len(test)} test clips of {config.data.machine}")
@@ -111,9 +120,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = make_config(args.config, args.overrides, data_root=args.data_root, machine=args.machine,
-                         seed=args.seed, device=args.device)
-    results = run_stages(Experiment(args.exp), config, stage=args.stage, stop_stage=args.stop_stage,
+    exp = Experiment(args.exp)
+    # Without --config an existing experiment continues with its own saved config (e.g. --stage fuse).
+    base = args.config if args.config is not None or not exp.config_path.is_file() else exp.config_path
+    config = make_config(base, args.overrides, data_root=args.data_root, machine=args.machine,
+                         seed=args.seed, device=args.device, mimii_test_normals=args.mimii_test_normals)
+    results = run_stages(exp, config, stage=args.stage, stop_stage=args.stop_stage,
                          overwrite=args.overwrite, progress=_progress(args))
     if args.stop_stage == "evaluate":
         print_results(results)
@@ -212,7 +224,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # --- other commands ------------------------------------------------------------------------------
 def cmd_manifest(args: argparse.Namespace) -> int:
-    manifest = scan(args.root, machines=args.machine or None, ground_truth=args.ground_truth)
+    manifest = scan(args.root, machines=args.machine or None, ground_truth=args.ground_truth,
+                    mimii_test_normals=args.mimii_test_normals)
     print(manifest.summary())
     if args.out:
         write_clip_list(args.out, manifest.clips)
@@ -375,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", action="append", help="only this machine type (repeatable)")
     p.add_argument("--ground-truth", type=Path, default=None, help="folder of ground_truth_*.csv for unlabelled names")
     p.add_argument("--out", type=Path, default=None, help="write the clip list as CSV")
+    add_mimii_test_normals(p)
     p.set_defaults(func=cmd_manifest)
 
     p = sub.add_parser("synth", help="generate the built-in synthetic data set (DCASE 2021 layout)")

@@ -5,7 +5,8 @@ Layout (one folder per approach, machine type and seed, ``exp/<approach>/<machin
     config.yaml          resolved config (written once; a different config is refused)
     logs/<stage>.log     one log per stage (written by the recipes)
     logs/commands.txt    the command line that completed each stage (appended by mark_done)
-    manifest/            train.csv, test.csv: the clip lists of this machine type
+    manifest/            train.csv, test.csv: the clip lists of this machine type;
+                         adapted.csv: normal clips added by 'adapt' (kept in train.csv by 'prepare')
     extractor/           checkpoint.pt (+ train_state.pt while training), train_log.csv
     embeddings/          clips.csv, embeddings.npy (rows aligned with clips.csv)
     detectors/<id>/      section_<nn>/ (or all/) fitted models, train_scores.csv (out-of-fold)
@@ -111,6 +112,11 @@ class Experiment:
         return self.root / "manifest" / f"{split}.csv"
 
     @property
+    def adapted_manifest_path(self) -> Path:
+        """``manifest/adapted.csv``: the clips that ``adapt`` added to the training clips."""
+        return self.root / "manifest" / "adapted.csv"
+
+    @property
     def extractor(self) -> ExtractorFiles:
         return ExtractorFiles.in_folder(self.root / "extractor")
 
@@ -176,6 +182,16 @@ class Experiment:
         """The test clips; empty when the data root has none."""
         path = self.manifest_path("test")
         return read_clip_list(path) if path.is_file() else []
+
+    def adapted_clips(self) -> list[Clip]:
+        """Clips added by ``adapt`` (empty when none were)."""
+        path = self.adapted_manifest_path
+        return read_clip_list(path) if path.is_file() else []
+
+    def clips_differ(self, split: str, clips: list[Clip]) -> bool:
+        """Whether a saved clip list exists and differs from ``clips`` (False when none is saved)."""
+        path = self.manifest_path(split)
+        return path.is_file() and read_clip_list(path) != list(clips)
 
     # --- config ------------------------------------------------------------------------------------
     def load_config(self) -> Config:

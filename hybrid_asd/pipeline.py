@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hybrid_asd.config import Config, load_config
+from hybrid_asd.data.stage import find_clips
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.stages import Stage, get_stage, stages_between
 from hybrid_asd.utils import is_main_process, resolve_device, seed_everything
@@ -27,6 +28,7 @@ def make_config(
     machine: str | None = None,
     seed: int | None = None,
     device: str | None = None,
+    mimii_test_normals: int | None = None,
 ) -> Config:
     """Resolve an approach config with the common command-line options folded in (as overrides,
     so they are validated like any other value)."""
@@ -39,6 +41,8 @@ def make_config(
         extra.append(f"seed={seed}")
     if device is not None:
         extra.append(f"device={device}")
+    if mimii_test_normals is not None:
+        extra.append(f"data.mimii_test_normals={mimii_test_normals}")
     return load_config(config_path, extra)
 
 
@@ -89,6 +93,8 @@ def run_stages(
     """
     chosen = stages_between(stage, stop_stage)
     seed_everything(config.seed)
+    if chosen[0].name == "prepare":
+        check_data(config)  # before the config is saved: fixing a wrong data root needs no --overwrite
     exp.init(config, overwrite=overwrite)
     result = None
     for i, current in enumerate(chosen):
@@ -96,4 +102,9 @@ def run_stages(
     return result
 
 
-__all__ = ["make_config", "run_stage", "run_stages"]
+def check_data(config: Config) -> None:
+    """Fail, before anything is saved, when ``data`` names no usable training clips."""
+    find_clips(config, report=False)
+
+
+__all__ = ["check_data", "make_config", "run_stage", "run_stages"]

@@ -265,3 +265,60 @@ def test_threshold_quantile_change_rewrites_decisions_and_nothing_upstream(tiny_
     # a lower threshold marks more test clips anomalous
     new_decisions = read_decision_file(decisions)
     assert sum(new_decisions.values()) > sum(old_decisions.values())
+
+
+def _mimii_folder(root: Path, normals: int, abnormals: int, seconds: float = 1.0) -> Path:
+    """A MIMII-layout folder of 8-channel files (the MIMII format) with one id."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for label, count, gain in (("normal", normals, 0.05), ("abnormal", abnormals, 0.2)):
+        folder = root / "pump" / "id_00" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            audio = (gain * rng.standard_normal((int(16000 * seconds), 8))).astype(np.float32)
+            sf.write(folder / f"{i:08d}.wav", audio, 16000, subtype="PCM_16")
+    return root
+
+
+def test_mimii_normal_and_abnormal_clips_sharing_a_file_name_are_scored_apart(tmp_path):
+    """MIMII names normal/00000000.wav and abnormal/00000000.wav alike: both reach the official
+    files, under the DCASE 2020 names of those recordings."""
+    from hybrid_asd.evaluation.submission import read_score_file
+
+    data = _mimii_folder(tmp_path / "mimii", normals=8, abnormals=3)
+    config = load_config(None, [f"data.root={data}", "data.machine=pump", "extractor=null",
+                                "detectors=[{name: mahalanobis, input: logmel_stats, adaptation: {mode: pooled}}]"])
+    exp = Experiment(tmp_path / "exp")
+    results = run_stages(exp, config, progress=False)
+    scores = read_score_file(exp.submission_dir("mahalanobis") / "anomaly_score_pump_section_00_source_test.csv")
+    assert {"normal_id_00_00000000.wav", "anomaly_id_00_00000000.wav"} <= set(scores)
+    assert len(scores) == 6  # 3 abnormal + as many normal test clips (the MIMII baseline's split)
+    assert 0.0 <= results["fused"].official_score <= 1.0
+
+
+def test_mimii_split_without_training_clips_says_why_and_the_override_keeps_some(tmp_path, capsys):
+    from hybrid_asd.cli import main
+
+    data = _mimii_folder(tmp_path / "mimii", normals=4, abnormals=4)
+    args = ["prepare", "--exp", str(tmp_path / "exp"), "--data-root", str(data), "--machine", "pump",
+            "--set", "extractor=null"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no training clips" in err and "id_00: 4 normal, 4 abnormal" in err and "--mimii-test-normals" in err
+    assert main(args + ["--mimii-test-normals", "1"]) == 0
+    exp = Experiment(tmp_path / "exp")
+    assert len(exp.train_clips()) == 3
+    assert sum(c.label == "normal" for c in exp.test_clips()) == 1
+
+
+def test_run_from_a_later_stage_continues_with_the_saved_config(tiny_data, tmp_path, capsys):
+    from hybrid_asd.cli import main
+
+    overrides = [f"data.root={tiny_data}", "data.machine=fan", "extractor=null",
+                 "detectors=[{name: mahalanobis, input: logmel_stats, adaptation: {mode: pooled}}]"]
+    exp = Experiment(tmp_path / "exp")
+    run_stages(exp, load_config(None, overrides), stop_stage="score", progress=False)
+    assert main(["run", "--exp", str(exp.root), "--stage", "fuse", "--no-progress"]) == 0
+    assert exp.result_path("fused").is_file()
+    assert "official score" in capsys.readouterr().out

@@ -8,7 +8,9 @@ Layouts walked under ``root``:
   :func:`split_mimii` makes the one of the MIMII paper's baseline (Purohit et al. 2019, the
   ``dataset_generator`` of MIMII-hitachi/mimii_baseline): per machine type and id, every abnormal
   clip and as many normal clips (the first ones in sorted order) are test clips, the remaining
-  normal clips are training clips.
+  normal clips are training clips. ``mimii_test_normals`` (config ``data.mimii_test_normals``, CLI
+  ``--mimii-test-normals``) sets the number of normal test clips per id instead, for small folders
+  where the baseline's rule would leave no training clip.
 
 A ``.wav`` whose name matches no scheme lands in ``Manifest.problems`` with the reason, never
 silently dropped. With ``ground_truth`` (a folder of official ``ground_truth_*.csv`` files),
@@ -32,7 +34,7 @@ from hybrid_asd.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Manifest", "scan", "split_mimii"]
+__all__ = ["Manifest", "no_training_clips_reason", "scan", "split_mimii"]
 
 _CLIP_FIELDS = frozenset(f.name for f in fields(Clip))
 _MIMII_LABEL_FOLDERS = ("normal", "abnormal")
@@ -111,6 +113,7 @@ def scan(
     machines: list[str] | None = None,
     ground_truth: str | Path | None = None,
     check_audio: bool = False,
+    mimii_test_normals: int | None = None,
 ) -> Manifest:
     """Walk ``root/<machine>/<split folder>/*.wav`` into a :class:`Manifest`.
 
@@ -120,6 +123,7 @@ def scan(
         ground_truth: folder of official ``ground_truth_<machine>_section_<nn>_<domain>_test.csv``.
         check_audio: also read every header (:func:`hybrid_asd.data.audio.audio_info`); unreadable,
             empty or truncated files become problems instead of clips.
+        mimii_test_normals: normal test clips per MIMII id (default: as many as its abnormal clips).
 
     Raises:
         DataError: ``root`` or a requested machine folder is missing, or no ``.wav`` file is found.
@@ -138,7 +142,7 @@ def scan(
     if not manifest.clips and not manifest.problems:
         names = [d.name for d in machine_dirs]
         raise DataError(f"{root}: no .wav files found under <machine>/<split folder>/ for machines {names}")
-    manifest.clips = split_mimii(manifest.clips)
+    manifest.clips = split_mimii(manifest.clips, mimii_test_normals)
     if ground_truth is not None:
         _join_ground_truth(manifest, Path(ground_truth))
     if manifest.problems:
@@ -147,11 +151,12 @@ def scan(
     return manifest
 
 
-def split_mimii(clips: list[Clip]) -> list[Clip]:
+def split_mimii(clips: list[Clip], test_normals: int | None = None) -> list[Clip]:
     """The MIMII baseline's split: per (machine, id), the first n normal clips in sorted path order
     go to test with the n abnormal ones; the other normal clips become training clips.
 
-    Clips of other schemes pass unchanged; the order of ``clips`` is kept."""
+    ``test_normals`` replaces n (the number of abnormal clips of the id) by a fixed number. Clips of
+    other schemes pass unchanged; the order of ``clips`` is kept."""
     mimii = [c for c in clips if c.scheme == "mimii"]
     if not mimii:
         return clips
@@ -162,8 +167,26 @@ def split_mimii(clips: list[Clip]) -> list[Clip]:
             normals.setdefault((clip.machine, clip.section), []).append(clip)
     to_train: set[Path] = set()
     for key, group in normals.items():
-        to_train.update(c.path for c in sorted(group, key=lambda c: str(c.path))[n_anomalies[key]:])
+        n_test = n_anomalies[key] if test_normals is None else test_normals
+        to_train.update(c.path for c in sorted(group, key=lambda c: str(c.path))[n_test:])
     return [replace(c, split="train") if c.path in to_train else c for c in clips]
+
+
+def no_training_clips_reason(manifest: Manifest, machine: str) -> str:
+    """Why ``machine`` has no training clip in ``manifest``, in words a user can act on."""
+    mimii = [c for c in manifest.clips if c.machine == machine and c.scheme == "mimii"]
+    if not mimii:
+        found = len([c for c in manifest.clips if c.machine == machine])
+        return (f"{found} clip(s) of {machine!r} found, none in a training folder "
+                f"(<root>/{machine}/train/)" if found else f"no clips of {machine!r} found")
+    parts = []
+    for section in sorted({c.section for c in mimii}):
+        normal = sum(c.section == section and c.label == "normal" for c in mimii)
+        abnormal = sum(c.section == section and c.label == "anomaly" for c in mimii)
+        parts.append(f"id_{section:02d}: {normal} normal, {abnormal} abnormal")
+    return ("MIMII has no train/test split; the MIMII baseline's rule puts as many normal clips into test as an id "
+            f"has abnormal ones, which took every normal clip ({'; '.join(parts)}). Keep fewer normal test clips "
+            "per id with --mimii-test-normals N (config data.mimii_test_normals)")
 
 
 def _machine_dirs(root: Path, machines: list[str] | None) -> list[Path]:

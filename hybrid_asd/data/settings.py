@@ -15,3 +15,6 @@ class DataSettings(Section):
     channel: NonNegativeInt = 0  # channel taken from multichannel files (0 as in the 2021 task)
     duration: PositiveFloat | None = None  # seconds; clips are padded or cropped to it; null keeps their length
     resample: Bool = True  # false: refuse files at another sample rate instead of resampling
+    # MIMII has no official split: per id, this many normal clips (the first in sorted order) are test
+    # clips, the rest training clips; null = as many as the id has abnormal clips (the MIMII baseline)
+    mimii_test_normals: NonNegativeInt | None = None
