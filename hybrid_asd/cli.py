@@ -188,7 +188,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise HybridASDError("fuse --scores needs --out DIR")
-    paths = collect_score_tables(args.scores, args.detectors)
+    paths, names = collect_score_tables(args.scores, args.detectors)
     rule, weights = load_weights(args.weights, args.rule)
     options = _given(args, "normalise", "protocol", "max_fpr", "seed", "grid_step")
     if args.threshold_quantile is not None:
@@ -196,7 +196,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     if args.tune_method is not None:
         options["method"] = args.tune_method
     result = run_fuse(paths, args.out, rule=rule, weights=weights, per_domain=args.per_domain, tune=args.tune,
-                      per_machine=args.per_machine, loso=not args.no_loso, **options)
+                      per_machine=args.per_machine, loso=not args.no_loso, names=names, **options)
     if result.get("report"):
         print(result["report"])
     print(f"fused scores written to {args.out}")
@@ -322,7 +322,9 @@ def add_fuse_options(p: argparse.ArgumentParser) -> None:
                 "fuse score tables of one or more experiments into --out, optionally tuning the weights.")
     p.add_argument("--scores", nargs="+", type=Path, default=None,
                    help="experiment folders (their scores/*.csv) or score-table CSV files")
-    p.add_argument("--detectors", nargs="+", default=None, help="detector ids to fuse (default: all found)")
+    p.add_argument("--detectors", nargs="+", default=None,
+                   help="members to fuse (default: all found): ids (knn), or <approach>/<id> (lopez2021_parallel/oe) "
+                        "where one id comes from experiments of several approaches")
     p.add_argument("--out", type=Path, default=None, help="output folder for fused.csv, weights.yaml, submission/")
     p.add_argument("--rule", choices=RULES.names(), default=None,
                    help=f"fusion rule (default: the --weights file's, else {ENSEMBLE.rule})")

@@ -12,7 +12,8 @@ Layout (one folder per approach, machine type and seed, ``exp/<approach>/<machin
     detectors/<id>/      section_<nn>/ (or all/) fitted models, train_scores.csv (out-of-fold)
     scores/<id>.csv      score tables (see hybrid_asd.scores); OE scores as scores/oe.csv
     submission/<id>/     official anomaly_score_*/decision_result_* files of each score table
-    fused/               fused.csv, weights.yaml, tuning.txt, submission/
+    thresholds/<id>.csv  the decision thresholds of those files (per machine, section, domain)
+    fused/               fused.csv, weights.yaml, tuning.txt, submission/, thresholds.csv
     eval/result_<id>.csv official result tables
     report/              figures, manifest.json, report.html
     .done/<stage>        completion markers holding the fingerprint of the config sections they used
@@ -65,11 +66,13 @@ class FusionFiles:
     weights: Path  # ensemble: {rule, weights, ...}, a config fragment
     tuning: Path  # the tuning report (fuse --tune only)
     submission: Path  # official files of the fused scores
+    thresholds: Path  # the decision thresholds of those files
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> "FusionFiles":
         folder = Path(folder)
-        return cls(folder, folder / "fused.csv", folder / "weights.yaml", folder / "tuning.txt", folder / "submission")
+        return cls(folder, folder / "fused.csv", folder / "weights.yaml", folder / "tuning.txt", folder / "submission",
+                   folder / "thresholds.csv")
 
 
 class Experiment:
@@ -149,6 +152,12 @@ class Experiment:
     def submission_dir(self, table_id: str) -> Path:
         return self.root / "submission" / table_id
 
+    def thresholds_path(self, table_id: str) -> Path:
+        """The decision thresholds of a score table's official files (``fused``: the fused table's)."""
+        if table_id == "fused":
+            return self.fusion.thresholds
+        return self.root / "thresholds" / f"{table_id}.csv"
+
     @property
     def fusion(self) -> FusionFiles:
         return FusionFiles.in_folder(self.root / "fused")
@@ -156,6 +165,12 @@ class Experiment:
     def result_path(self, table_id: str) -> Path:
         """The official result table of one score table (``fused`` for the fused one)."""
         return self.root / "eval" / f"result_{table_id}.csv"
+
+    def result_paths(self) -> dict[str, Path]:
+        """Every official result table present, by score-table id (sorted)."""
+        folder = self.root / "eval"
+        found = sorted(folder.glob("result_*.csv")) if folder.is_dir() else []
+        return {p.stem.removeprefix("result_"): p for p in found}
 
     @property
     def report_dir(self) -> Path:

@@ -62,3 +62,53 @@ def test_section_thresholds_pool_domains_unless_a_domain_has_enough_rows() -> No
     assert decisions == {("fan", 0, "target"): {"section_00_target_test_anomaly_0000.wav": 1}}
     with pytest.raises(ScoreError, match="no train rows"):
         section_thresholds(many.select(split="test"))
+
+
+def test_gamma_fit_on_small_scale_skewed_scores_stays_inside_the_data() -> None:
+    """kNN cosine distances (scale 1e-3, piled up near the minimum): the plain three-parameter MLE
+    puts the 0.9 quantile far above every score; the threshold must stay near the data's quantile."""
+    rng = np.random.default_rng(1)
+    scores = rng.lognormal(-6.5, 1.0, 200)
+    broken = scipy.stats.gamma.ppf(0.9, *scipy.stats.gamma.fit(scores))
+    assert broken > 10 * scores.max()  # what the baselines' fit gives here
+    threshold = gamma_threshold(scores, 0.9)
+    assert np.quantile(scores, 0.75) < threshold < np.quantile(scores, 0.98)
+    squared = rng.exponential(0.002, 200) ** 2 * 500  # degenerate MLE (shape -> 0): refused
+    assert np.quantile(squared, 0.75) < gamma_threshold(squared, 0.9) < np.quantile(squared, 0.98)
+
+
+def test_fit_agrees_refuses_thresholds_outside_the_scores() -> None:
+    from hybrid_asd.evaluation.thresholds import fit_agrees
+
+    scores = np.linspace(0.0, 1.0, 201)
+    assert fit_agrees(scores, 0.9, 0.9)
+    assert not fit_agrees(scores, 0.5, 0.9)  # half the scores above a 0.9 quantile
+    assert not fit_agrees(scores, 3.5, 0.9)  # beyond the range
+    assert not fit_agrees(np.array([1.0, 2.0, 3.0]), 30.0, 0.9)
+
+
+def test_section_thresholds_use_only_held_out_rows_where_given() -> None:
+    rng = np.random.default_rng(2)
+    table = table_with_train(300, 3, rng)
+    held = [str(c.path) for c in table.clips if c.split == "train" and c.domain == "source"][:60]
+    # in-sample rows (all but the held-out ones) are biased low, as OE scores of training clips are
+    scores = table.scores.copy()
+    for i, clip in enumerate(table.clips):
+        if clip.split == "train" and str(clip.path) not in held:
+            scores[i] -= 1.5
+    biased = ScoreTable("oe", table.clips, scores)
+    fitted = section_thresholds(biased, 0.9, reference=held)
+    held_scores = np.array([s for c, s in zip(biased.clips, biased.scores) if str(c.path) in held])
+    assert fitted[("fan", 0, "source")] == pytest.approx(gamma_threshold(held_scores, 0.9))
+    assert fitted[("fan", 0, "source")] > section_thresholds(biased, 0.9)[("fan", 0, "source")]
+
+
+def test_thresholds_file_round_trips(tmp_path: Path) -> None:
+    from hybrid_asd.evaluation.thresholds import read_thresholds, write_thresholds
+
+    th = {("fan", 0, "source"): 0.1 + 0.2, ("fan", 1, "target"): 1e-7}
+    write_thresholds(tmp_path / "t.csv", th)
+    assert read_thresholds(tmp_path / "t.csv") == th
+    (tmp_path / "bad.csv").write_text("x,y\n")
+    with pytest.raises(ScoreError, match="bad.csv"):
+        read_thresholds(tmp_path / "bad.csv")

@@ -75,6 +75,18 @@ def official_name(path: str | Path) -> str:
     return path.name
 
 
+def clip_relpath(path: str | Path) -> str:
+    """A clip's path relative to its data root, ``<machine>/<split folder>/<file>`` (MIMII:
+    ``<machine>/id_<nn>/<normal|abnormal>/<file>``), with "/" separators.
+
+    What identifies a clip across machines and data-root locations: checkpoints store their
+    validation clips (and fingerprint their training clips) this way, so a checkpoint trained
+    elsewhere still finds its validation clips in a table of local absolute paths."""
+    parts = Path(path).parts
+    keep = 4 if official_name(path) != Path(path).name else 3
+    return "/".join(parts[-keep:])
+
+
 # --- tabular form (manifests, score tables) ---------------------------------------------
 CLIP_COLUMNS = ("path", "machine", "section", "domain", "split", "label", "index", "attributes", "scheme")
 

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from hybrid_asd.config import fingerprint
-from hybrid_asd.data.clips import Clip
+from hybrid_asd.data.clips import Clip, clip_relpath
 from hybrid_asd.errors import DataError
 from hybrid_asd.experiment import ExtractorFiles
 from hybrid_asd.extractor import ddp
@@ -371,7 +371,7 @@ def _train(
         meta = make_meta(
             train_paths=[c.path for c in clips], seed=seed, classes=classes, class_to_section=class_to_section,
             sections=section_names(clips), train_fingerprint=run_fp, epochs=conf.epochs,
-            val_paths=[str(clips[i].path) for i in val_idx], **geometry,
+            val_paths=[clip_relpath(clips[i].path) for i in val_idx], **geometry,
         )
         save_checkpoint(files.checkpoint, model.state_dict(),
                         {"extractor": conf.to_dict(), "features": features_conf.to_dict()}, meta)
