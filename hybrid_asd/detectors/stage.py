@@ -137,7 +137,8 @@ def detector_conf(entry: DetectorEntry, device: str, seed: int) -> dict[str, Any
 
 def make_adaptive(entry: DetectorEntry, device: str, seed: int) -> DomainAdaptiveDetector:
     conf = detector_conf(entry, device, seed)
-    return DomainAdaptiveDetector(entry.name, conf, seed=seed, **entry.adaptation.to_dict())
+    return DomainAdaptiveDetector(entry.name, conf, seed=seed, standardise=entry.standardise_input,
+                                  **entry.adaptation.to_dict())
 
 
 def section_condition(entry: DetectorEntry, sections: np.ndarray, rows: Rows) -> np.ndarray | None:
@@ -176,7 +177,7 @@ def fit_one_detector(
                 entry.name, detector_conf(entry, device, seed), sub.X, row_domains,
                 groups=sub.clip_index, n_splits=entry.cross_fit_splits, seed=seed, condition=condition,
                 inner_splits=adaptation.n_splits, mode=adaptation.mode, smote=adaptation.smote,
-                normalise=adaptation.normalise,
+                normalise=adaptation.normalise, standardise=entry.standardise_input,
             )
         else:
             log.warning("%s: cross_fit_splits < 2, train-clip scores are in-sample (biased low)", entry.id)
