@@ -383,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level (default INFO)")
     parser.add_argument("--log-file", type=Path, default=None, help="also write the log to this file")
+    parser.add_argument("--debug", action="store_true",
+                        help="debug logging (other libraries' too) and the traceback of any error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("manifest", help="scan a data root and print its machine types, sections and counts")
@@ -495,16 +497,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # before torch loads its OpenMP runtime, i.e. here; a value set by the user wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_file)
+    setup_logging("DEBUG" if args.debug else args.log_level, args.log_file)
     try:
         return int(args.func(args) or 0)
     except HybridASDError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            log.error("%s", line)
-        return 2
+        return report_error(args, exc, str(exc) or type(exc).__name__)
+    except OSError as exc:  # a file that cannot be read or written: name it
+        where = f"{exc.filename}: " if exc.filename else ""
+        return report_error(args, exc, f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         log.error("interrupted; completed outputs are kept (writes are atomic)")
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line, the traceback with --debug
+        return report_error(args, exc, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the "
+                                       "traceback and report it)", status=1)
+
+
+def report_error(args: argparse.Namespace, exc: BaseException, message: str, status: int = 2) -> int:
+    """Log ``message`` (one line per line of it) and return ``status``; with --debug also the traceback."""
+    for line in message.splitlines() or [type(exc).__name__]:
+        log.error("%s", line)
+    if getattr(args, "debug", False):
+        log.error("traceback:", exc_info=exc)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from hybrid_asd import __version__
-from hybrid_asd.errors import ConfigError
+from hybrid_asd.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,15 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def load_npy(path: str | os.PathLike, remedy: str) -> np.ndarray:
+    """``np.load`` of a file this package wrote (no pickles); a DataError naming the file and ``remedy``
+    when it is truncated or not an ``.npy`` file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable ({' '.join(str(exc).split())[:160]}); {remedy}") from None
+
+
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch  # lazy: torch takes seconds to import; only torch callers save with it
 
@@ -114,19 +123,51 @@ def is_main_process() -> bool:
     return world is None or world[0] == 0
 
 
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays (also inside dicts, lists and tuples) as Python numbers and
+    lists, so messages read ``0.1``, not ``np.float64(0.1)``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
+class PlainNumbers(logging.Filter):
+    """A handler filter that passes log arguments through :func:`plain`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(plain(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = plain(record.args)
+        return True
+
+
 def setup_logging(level: str | int = "INFO", log_file: str | os.PathLike | None = None) -> None:
-    """Configure the root logger once (called by the CLI only)."""
+    """Configure logging once (called by the CLI only): this package's loggers at ``level``, every
+    other library's (faiss's loader, matplotlib, urllib3, ...) at WARNING unless ``level`` is DEBUG,
+    and NumPy numbers in messages printed as plain numbers."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.addFilter(PlainNumbers())
+    numeric = logging.getLevelName(level) if isinstance(level, str) else level
     logging.basicConfig(
-        level=level,
+        level=min(numeric, logging.WARNING) if numeric == logging.DEBUG else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers,
         force=True,
     )
-    logging.captureWarnings(True)  # library warnings (warnings.warn) go to the same log
+    logging.getLogger("hybrid_asd").setLevel(numeric)
+    logging.getLogger("py.warnings").setLevel(numeric)  # library warnings (warnings.warn) go to the same log
+    logging.captureWarnings(True)
 
 
 def package_versions() -> dict[str, str]:

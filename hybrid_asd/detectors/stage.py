@@ -32,7 +32,7 @@ from hybrid_asd.data.names import parse_clip_path
 from hybrid_asd.detectors.adapt import DomainAdaptiveDetector, cross_fit_scores
 from hybrid_asd.detectors.registry import DETECTORS
 from hybrid_asd.detectors.settings import DetectorEntry
-from hybrid_asd.errors import StageError
+from hybrid_asd.errors import DataError, HybridASDError, StageError
 from hybrid_asd.ensemble.members import discover_references
 from hybrid_asd.evaluation.submission import write_submission_of
 from hybrid_asd.experiment import Experiment
@@ -41,7 +41,7 @@ from hybrid_asd.extractor.embed import extract
 from hybrid_asd.features.cache import FeatureCache, file_sha256
 from hybrid_asd.features.patches import clip_statistics, stack_frames
 from hybrid_asd.scores import ScoreTable
-from hybrid_asd.utils import atomic_save_npy
+from hybrid_asd.utils import atomic_save_npy, load_npy
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +97,12 @@ def load_embeddings(exp: Experiment, clips: list[Clip]) -> np.ndarray:
     """Embeddings of ``clips`` (by path) from the extract stage's output."""
     clips_csv = exp.require(exp.embedding_clips_path, "extract")
     table = read_clip_list(clips_csv)
-    emb = np.load(exp.require(exp.embeddings_path, "extract"))
+    emb = load_npy(exp.require(exp.embeddings_path, "extract"), "rerun the 'extract' stage")
     if len(table) != len(emb):
         raise StageError(f"{clips_csv}: {len(table)} clips but {len(emb)} embeddings; rerun 'extract'")
     row_of = {str(c.path): i for i, c in enumerate(table)}
+    if emb.ndim != 2:
+        raise StageError(f"{exp.embeddings_path}: holds an array of shape {emb.shape}, not embeddings; rerun 'extract'")
     missing = [str(c.path) for c in clips if str(c.path) not in row_of]
     if missing:
         raise StageError(f"no embedding for {len(missing)} clip(s), e.g. {missing[0]}; rerun 'extract'")
@@ -210,7 +212,7 @@ def load_group_model(exp: Experiment, entry: DetectorEntry, group: str) -> Domai
     model_dir = exp.detector_model_dir(entry.id, group)
     if not model_dir.is_dir():
         raise StageError(f"{model_dir} is missing: section has no fitted detector (run the 'fit' stage)")
-    return DomainAdaptiveDetector.load(model_dir)
+    return load_fitted(model_dir)
 
 
 def score_one_detector(entry: DetectorEntry, clips: list[Clip], rows: Rows, exp: Experiment) -> np.ndarray:
@@ -248,6 +250,19 @@ def majority_per_clip(labels: np.ndarray, clip_index: np.ndarray, n_clips: int) 
     has_rows = counts.sum(axis=1) > 0
     out[has_rows] = names[counts[has_rows].argmax(axis=1)]
     return out
+
+
+def load_fitted(model_dir: Path) -> DomainAdaptiveDetector:
+    """A fitted detector folder; whatever makes it unreadable (a corrupt ``model.pt``, ``.npy`` array,
+    FAISS index or ``params.json``) is a DataError naming the folder and the fix."""
+    try:
+        return DomainAdaptiveDetector.load(model_dir)
+    except HybridASDError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch, numpy and faiss each raise their own types on corrupt files
+        raise DataError(f"{model_dir}: the fitted detector cannot be read ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); refit it: hybrid-asd fit --exp "
+                        f"{model_dir.parent.parent.parent} --force") from exc
 
 
 def run_score(exp: Experiment, config: Config, *, device: str, progress: bool = True) -> None:
@@ -424,7 +439,7 @@ def append_embeddings(exp: Experiment, clips: list[Clip], emb: np.ndarray, oe: n
     """Append the embeddings and OE scores of new training clips to the extract stage's outputs."""
     clips_csv = exp.require(exp.embedding_clips_path, "extract")
     old_clips = read_clip_list(clips_csv)
-    old_emb = np.load(exp.require(exp.embeddings_path, "extract"))
+    old_emb = load_npy(exp.require(exp.embeddings_path, "extract"), "rerun the 'extract' stage")
     # Embeddings first, clip list second: a crash in between leaves a length mismatch that
     # load_embeddings reports, never a silent misalignment.
     atomic_save_npy(exp.embeddings_path, np.concatenate([old_emb, emb]))

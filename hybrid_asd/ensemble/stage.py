@@ -25,9 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
-from hybrid_asd.config import Config
+from hybrid_asd.config import Config, read_yaml_mapping
 from hybrid_asd.ensemble.fusion import References, Weights, fuse
 from hybrid_asd.ensemble.members import (
     collect_score_tables, discover_references, intersect_references, member_names, read_score_tables,
@@ -157,7 +155,7 @@ def load_weights(path: str | Path | None, rule: str | None) -> tuple[str, dict[s
         return rule or EnsembleSettings().rule, None
     if not Path(path).is_file():
         raise StageError(f"weights file not found: {path}")
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = read_yaml_mapping(path)
     section = data.get("ensemble", data) if isinstance(data, dict) else data
     ensemble = EnsembleSettings.parse(section, where="ensemble", source=str(path))
     return rule or ensemble.rule, ensemble.weights or None

@@ -200,6 +200,9 @@ def _evaluate_detector(data: ExperimentData, table: ScoreTable) -> DetectorEval:
     try:
         det.groups = groups_from_table(table)
         det.results = evaluate_scores(table, data.protocol, data.max_fpr, decisions)
+        for (machine, section, domain), reason in det.results.skipped:
+            data.note("info", f"detector {table.detector!r}: {machine} section {section:02d} {domain} not evaluated: "
+                              f"{reason}")
     except ScoreError as exc:
         data.note("problem", f"detector {table.detector!r} cannot be evaluated: {exc}")
     return det

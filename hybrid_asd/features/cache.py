@@ -193,12 +193,22 @@ class FeatureCache:
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
                 waves = [self._load_wave(path) for _, path in chunk]
+                for (_, path), wave in zip(chunk, waves):
+                    self._check_length(path, wave)
                 for key, array in zip((k for k, _ in chunk), self.logmel_batch(waves)):
                     atomic_save_npy(self.entry_path(key), array)
                     if keep is not None:
                         keep[key] = array
                 bar.update(len(chunk))
         return len(items)
+
+    def _check_length(self, path: str | os.PathLike, wave: np.ndarray) -> None:
+        minimum = self.frontend.min_samples()
+        if wave.shape[0] < minimum:
+            rate = self.audio_conf["sample_rate"]
+            raise DataError(f"{path}: {wave.shape[0]} samples ({wave.shape[0] / rate:.3f} s) is too short for one "
+                            f"log-mel frame (features.n_fft {self.frontend.n_fft} needs at least {minimum} samples); "
+                            "remove the clip or set data.duration to pad clips")
 
     def _load_wave(self, path: str | os.PathLike) -> np.ndarray:
         return load_audio(path, **self.audio_conf)
