@@ -24,7 +24,7 @@ from hybrid_asd.config import DEVICE_PATTERN, DEVICES_HELP, config_schema
 from hybrid_asd.data.clips import write_clip_list
 from hybrid_asd.data.download import download
 from hybrid_asd.data.download_catalogue import DATASETS, DEFAULT_BASE_URL, DEFAULT_PARTS
-from hybrid_asd.data.manifest import scan
+from hybrid_asd.data.manifest import AudioExpectations, scan
 from hybrid_asd.ensemble.fusion import NORMALISERS, RULES
 from hybrid_asd.ensemble.settings import TUNE_METHODS, EnsembleSettings, TuneSettings
 from hybrid_asd.errors import HybridASDError
@@ -224,8 +224,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # --- other commands ------------------------------------------------------------------------------
 def cmd_manifest(args: argparse.Namespace) -> int:
+    audio = AudioExpectations(**_given(args, "sample_rate", "channel"))
     manifest = scan(args.root, machines=args.machine or None, ground_truth=args.ground_truth,
-                    mimii_test_normals=args.mimii_test_normals)
+                    mimii_test_normals=args.mimii_test_normals, check_audio=args.check_audio, audio=audio)
     print(manifest.summary())
     if args.out:
         write_clip_list(args.out, manifest.clips)
@@ -393,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", type=Path, default=None, help="folder of ground_truth_*.csv for unlabelled names")
     p.add_argument("--out", type=Path, default=None, help="write the clip list as CSV")
     add_mimii_test_normals(p)
+    p.add_argument("--check-audio", action="store_true",
+                   help="read every header: report corrupt, empty, truncated and too-short files, and files at "
+                        "another sample rate or with several channels")
+    p.add_argument("--sample-rate", type=int, default=None, help="expected sample rate for --check-audio (default "
+                                                                 "16000)")
+    p.add_argument("--channel", type=int, default=None, help="channel used of multi-channel files (default 0)")
     p.set_defaults(func=cmd_manifest)
 
     p = sub.add_parser("synth", help="generate the built-in synthetic data set (DCASE 2021 layout)")

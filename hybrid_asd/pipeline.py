@@ -15,7 +15,7 @@ from hybrid_asd.config import Config, load_config
 from hybrid_asd.data.stage import find_clips
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.stages import Stage, get_stage, stages_between
-from hybrid_asd.utils import is_main_process, resolve_device, seed_everything
+from hybrid_asd.utils import is_main_process, remove_stale_temp_files, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def run_stage(
         log.info("stage %s already complete; skipping", stage.name)
         return None
     exp.clear_stage(stage.name)
+    remove_stale_temp_files(exp.root)
     kwargs: dict[str, Any] = {"progress": progress}
     if stage.takes_device:
         kwargs["device"] = resolve_device(device or config.device)

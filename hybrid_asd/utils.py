@@ -9,7 +9,9 @@ import logging
 import os
 import platform
 import random
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,7 +32,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's process id is part of the name, so a later run can tell a killed run's leftovers
+    # from another live process's file (remove_stale_temp_files)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual mode
@@ -40,6 +44,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
+OLD_TEMP_SECONDS = 3600  # a temporary file without a process id (older versions) counts as stale after this
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> int:
+    """Remove the temporary files that killed runs left under ``folder`` (written by :func:`atomic_path`
+    of a process that no longer runs); returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    for tmp in folder.rglob(f".*{TEMP_SUFFIX}"):
+        match = _TEMP_NAME.match(tmp.name)
+        try:
+            stale = (not _process_alive(int(match["pid"])) if match and int(match["pid"]) != os.getpid()
+                     else match is None and now - tmp.stat().st_mtime > OLD_TEMP_SECONDS)
+            if stale and tmp.is_file():
+                tmp.unlink()
+                removed += 1
+        except OSError:  # vanished meanwhile, or not ours to remove
+            continue
+    if removed:
+        log.info("removed %d temporary file(s) of interrupted runs under %s", removed, folder)
+    return removed
 
 
 def _umask() -> int:

@@ -49,3 +49,24 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_temporary_files_of_killed_runs_are_removed_on_the_next_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from hybrid_asd.utils import atomic_path, remove_stale_temp_files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / "sub").mkdir()
+    leftover = tmp_path / "sub" / f".scores.csv.{dead_pid}.ab12cd.tmp"
+    leftover.write_text("half written")
+    live = tmp_path / f".scores.csv.{os.getppid()}.ef34gh.tmp"  # a live process's file is kept
+    live.write_text("being written")
+    with atomic_path(tmp_path / "x.csv") as tmp:
+        assert f".{os.getpid()}." in tmp.name  # the writer's pid is in the name
+        assert remove_stale_temp_files(tmp_path) == 1  # our own file in progress is kept too
+        assert tmp.exists()
+    assert not leftover.exists() and live.exists()

@@ -76,6 +76,20 @@ def audio_info(path: str | Path) -> dict[str, Any]:
     }
 
 
+_CHANNEL_NOTES: set[tuple[int, int]] = set()
+
+
+def note_channel(path: Path, channels: int, channel: int) -> None:
+    """Say once per process (per channel count) that multi-channel files give one channel."""
+    if (channels, channel) in _CHANNEL_NOTES:
+        return
+    _CHANNEL_NOTES.add((channels, channel))
+    mimii = path.parent.name in ("normal", "abnormal")  # MIMII's 8-channel array recordings: expected
+    (log.info if mimii else log.warning)(
+        "%s has %d channels: channel %d is used (data.channel; said once for all such files)", path, channels,
+        channel)
+
+
 def fit_length(signal: np.ndarray, length: int) -> np.ndarray:
     """Crop to ``length`` samples or zero-pad at the end."""
     if signal.shape[0] >= length:
@@ -126,6 +140,8 @@ def load_audio(
         data, _ = sf.read(str(path), dtype="float32", always_2d=True, stop=stop)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise DataError(f"{path}: failed to read audio ({exc})") from exc
+    if info.channels > 1:
+        note_channel(path, info.channels, channel)
     signal = np.ascontiguousarray(data[:, channel])
     if not np.all(np.isfinite(signal)):
         raise DataError(f"{path}: audio holds NaN or infinite samples")

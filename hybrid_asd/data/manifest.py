@@ -34,7 +34,7 @@ from hybrid_asd.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Manifest", "no_training_clips_reason", "scan", "split_mimii"]
+__all__ = ["AudioExpectations", "Manifest", "no_training_clips_reason", "scan", "split_mimii"]
 
 _CLIP_FIELDS = frozenset(f.name for f in fields(Clip))
 _MIMII_LABEL_FOLDERS = ("normal", "abnormal")
@@ -50,6 +50,9 @@ class Manifest:
     clips: list[Clip] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
     root: Path | None = None
+    # with check_audio: files that are used but differ from the expected format (other sample rate,
+    # several channels, shorter than one patch), (path, what)
+    notes: list[tuple[Path, str]] = field(default_factory=list)
 
     def select(self, **criteria: Any) -> list[Clip]:
         """Clips whose fields equal the criteria, e.g. ``select(machine="fan", split="train")``.
@@ -105,6 +108,13 @@ class Manifest:
             lines.append(f"  {path.name}: {reason}")
         if len(self.problems) > _SUMMARY_PROBLEMS:
             lines.append(f"  ... and {len(self.problems) - _SUMMARY_PROBLEMS} more")
+        if self.notes:
+            kinds: dict[str, list[Path]] = {}
+            for path, what in self.notes:
+                kinds.setdefault(what, []).append(path)
+            lines.append(f"audio notes: {len(self.notes)}")
+            for what, paths in kinds.items():
+                lines.append(f"  {len(paths)} file(s): {what}, e.g. {paths[0].name}")
         return "\n".join(lines)
 
 
@@ -114,6 +124,7 @@ def scan(
     ground_truth: str | Path | None = None,
     check_audio: bool = False,
     mimii_test_normals: int | None = None,
+    audio: AudioExpectations | None = None,
 ) -> Manifest:
     """Walk ``root/<machine>/<split folder>/*.wav`` into a :class:`Manifest`.
 
@@ -121,8 +132,10 @@ def scan(
         root: data root holding one folder per machine type.
         machines: machine folders to scan; ``None`` scans every non-hidden folder of ``root``.
         ground_truth: folder of official ``ground_truth_<machine>_section_<nn>_<domain>_test.csv``.
-        check_audio: also read every header (:func:`hybrid_asd.data.audio.audio_info`); unreadable,
-            empty or truncated files become problems instead of clips.
+        check_audio: also read every header (:func:`hybrid_asd.data.audio.audio_info`): corrupt, empty,
+            truncated files and files too short for one log-mel frame become problems instead of clips;
+            files at another sample rate, with several channels or shorter than one patch become
+            ``notes`` (``audio`` says what is expected; default: the default config's).
         mimii_test_normals: normal test clips per MIMII id (default: as many as its abnormal clips).
 
     Raises:
@@ -138,7 +151,7 @@ def scan(
         if not wavs:
             log.warning("no .wav files under %s", machine_dir)
         for path in wavs:
-            _add_clip(manifest, path, machine_dir.name, check_audio)
+            _add_clip(manifest, path, machine_dir.name, check_audio, audio or AudioExpectations())
     if not manifest.clips and not manifest.problems:
         names = [d.name for d in machine_dirs]
         raise DataError(f"{root}: no .wav files found under <machine>/<split folder>/ for machines {names}")
@@ -189,6 +202,36 @@ def no_training_clips_reason(manifest: Manifest, machine: str) -> str:
             "per id with --mimii-test-normals N (config data.mimii_test_normals)")
 
 
+@dataclass(frozen=True)
+class AudioExpectations:
+    """What ``scan(check_audio=True)`` compares each header with (defaults: the default config's
+    ``data`` and ``features``: 16 kHz, channel 0, n_fft 1024, patches of 64 frames of hop 512)."""
+
+    sample_rate: int = 16000
+    channel: int = 0
+    min_samples: int = 1024 // 2 + 1  # one centred STFT frame (reflect padding)
+    patch_samples: int = 63 * 512  # one patch of 64 frames at hop 512
+
+    def check(self, path: Path, info: dict[str, Any]) -> list[str]:
+        """Notes on a readable file; a DataError when it is too short to give even one log-mel frame."""
+        seconds = info["frames"] / info["sample_rate"]
+        samples = int(round(seconds * self.sample_rate))
+        if samples < self.min_samples:
+            raise DataError(f"{path}: too short ({info['frames']} samples, {seconds:.3f} s): fewer than the "
+                            f"{self.min_samples} samples of one log-mel frame")
+        notes = []
+        if samples < self.patch_samples:
+            notes.append(f"shorter than one patch ({self.patch_samples / self.sample_rate:.2f} s): no extractor "
+                         "input")
+        if info["sample_rate"] != self.sample_rate:
+            notes.append(f"sample rate {info['sample_rate']} Hz (resampled to {self.sample_rate} Hz when loaded)")
+        if info["channels"] > 1:
+            used = f"channel {self.channel} is used" if self.channel < info["channels"] else \
+                f"channel {self.channel} does not exist"
+            notes.append(f"{info['channels']} channels ({used}: data.channel)")
+        return notes
+
+
 def _machine_dirs(root: Path, machines: list[str] | None) -> list[Path]:
     if machines is None:
         dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -217,11 +260,11 @@ def _machine_wavs(machine_dir: Path) -> list[Path]:
     return sorted(wavs)
 
 
-def _add_clip(manifest: Manifest, path: Path, machine: str, check_audio: bool) -> None:
+def _add_clip(manifest: Manifest, path: Path, machine: str, check_audio: bool, audio: AudioExpectations) -> None:
     try:
         clip = parse_clip_path(path, machine=machine)
         if check_audio:
-            audio_info(path)
+            manifest.notes.extend((path, note) for note in audio.check(path, audio_info(path)))
     except NameParseError as exc:
         manifest.problems.append((path, exc.reason))
     except DataError as exc:

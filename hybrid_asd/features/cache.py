@@ -28,7 +28,7 @@ from hybrid_asd.data.settings import DataSettings
 from hybrid_asd.errors import DataError
 from hybrid_asd.features.logmel import LogMel
 from hybrid_asd.features.settings import FeatureSettings
-from hybrid_asd.utils import atomic_save_npy, resolve_device
+from hybrid_asd.utils import atomic_save_npy, remove_stale_temp_files, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,7 @@ class FeatureCache:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         log.info("computing %d log-mel feature(s) into %s", len(missing), self.cache_dir)
+        remove_stale_temp_files(self.cache_dir)
         items = list(missing.items())
         with tqdm(total=len(items), desc="log-mel", unit="clip", disable=not progress) as bar:
             for start in range(0, len(items), batch_size):
