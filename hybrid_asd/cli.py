@@ -23,7 +23,7 @@ from hybrid_asd import __version__
 from hybrid_asd.config import DEVICE_PATTERN, DEVICES_HELP, config_schema
 from hybrid_asd.data.clips import write_clip_list
 from hybrid_asd.data.download import download
-from hybrid_asd.data.download_catalogue import DATASETS, DEFAULT_BASE_URL, DEFAULT_PARTS
+from hybrid_asd.data.download_catalogue import ALL_PARTS, DATASETS, DEFAULT_BASE_URL, catalogue_help
 from hybrid_asd.data.manifest import AudioExpectations, scan
 from hybrid_asd.ensemble.fusion import NORMALISERS, RULES
 from hybrid_asd.ensemble.settings import TUNE_METHODS, EnsembleSettings, TuneSettings
@@ -467,12 +467,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_progress(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("download", help="download DCASE Task 2 data from Zenodo (resumable, checksummed)")
+    p = sub.add_parser("download", help="download DCASE Task 2 data from Zenodo (resumable, checksummed)",
+                       description="Download DCASE Task 2 data from Zenodo (resumable, checksummed).",
+                       epilog="data sets, their parts and machine types:\n" + catalogue_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dest", type=Path, required=True, help="destination folder")
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="dcase2021", help="data set (default dcase2021)")
-    p.add_argument("--parts", nargs="+", choices=DEFAULT_PARTS, default=list(DEFAULT_PARTS),
-                   help=f"parts to fetch (default all: {' '.join(DEFAULT_PARTS)})")
-    p.add_argument("--machines", nargs="+", default=None, help="machine types (default all)")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="dcase2021",
+                   help=f"data set: {', '.join(sorted(DATASETS))} (default dcase2021)")
+    p.add_argument("--parts", nargs="+", choices=ALL_PARTS, default=None,
+                   help=f"parts to fetch, of {' '.join(ALL_PARTS)} (default: every part the data set has; "
+                        "ground_truth exists for dcase2021 only)")
+    p.add_argument("--machines", nargs="+", default=None,
+                   help="machine types (default all; the data sets' types are listed below)")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"Zenodo base address (default {DEFAULT_BASE_URL})")
     add_progress(p)
     p.set_defaults(func=cmd_download)
