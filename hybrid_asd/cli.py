@@ -271,7 +271,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from hybrid_asd.checkpoints import publish  # lazy: loads torch (seconds)
 
-    out = publish(args.exp, args.name, dest=args.dest, command=args.command or "", overwrite=args.overwrite)
+    out = publish(args.exp, args.name, dest=args.dest, command=args.command or "", overwrite=args.overwrite,
+                  reference_clips=args.reference_clips)
     print(f"published {out}")
     return 0
 
@@ -489,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", type=Path, default=Path("checkpoints"), help="destination (default checkpoints/)")
     p.add_argument("--command", default=None, help="the command that produced it, for the model card")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
+    p.add_argument("--reference-clips", type=Path, default=None,
+                   help="data root of real clips (e.g. ../shared/data/dcase2023t2-samples/dev_data/raw): the "
+                        "checkpoint's scores of its sections' clips go into reference_scores.csv and the card")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("report", help="write report/ (figures and report.html) for experiment folders; plot "

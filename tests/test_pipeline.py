@@ -512,3 +512,24 @@ def test_documented_cross_experiment_fuse_of_two_approaches_with_oe_tables(tiny_
     assert main(["fuse", "--scores", str(wilk), str(lopez), "--detectors", "oe", "--out", str(both)]) == 0
     members = yaml.safe_load((both / "weights.yaml").read_text())["ensemble"]["members"]
     assert members == ["wilkinghoff2021_serial/oe", "lopez2021_parallel/oe"]
+
+
+def test_a_published_checkpoint_is_used_as_its_card_says(fitted_hybrid, tiny_data, tmp_path, monkeypatch):
+    """publish, then run the card's 'Use' commands word for word on other data (here the tiny data)."""
+    import shlex
+
+    from hybrid_asd.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["publish", "--exp", str(fitted_hybrid[0].root), "--name", "mine", "--dest", "checkpoints"]) == 0
+    card = (tmp_path / "checkpoints" / "mine" / "MODEL_CARD.md").read_text()
+    steps = card.split("## Use", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    for line in filter(None, (raw.split("#", 1)[0].strip() for raw in steps.splitlines())):
+        line = line.replace("<root>", str(tiny_data))
+        if line.startswith("hybrid-asd "):
+            assert main(shlex.split(line)[1:] + (["--no-progress"] if " run " in f" {line} " else [])) == 0, line
+        else:
+            assert subprocess.run(line, shell=True, cwd=tmp_path).returncode == 0, line
+    used = Experiment(tmp_path / "exp" / "mine")
+    assert not used.stage_done("train", load_config(used.config_path))  # the published extractor, not retrained
+    assert used.result_path("fused").is_file() and (used.report_dir / "report.html").is_file()
