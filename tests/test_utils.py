@@ -70,3 +70,22 @@ def test_temporary_files_of_killed_runs_are_removed_on_the_next_run(tmp_path):
         assert remove_stale_temp_files(tmp_path) == 1  # our own file in progress is kept too
         assert tmp.exists()
     assert not leftover.exists() and live.exists()
+
+
+def test_logs_keep_other_libraries_quiet_and_print_plain_numbers(capsys):
+    import logging
+
+    import numpy as np
+
+    from hybrid_asd.utils import setup_logging
+
+    setup_logging("INFO")
+    try:
+        logging.getLogger("faiss.loader").info("Could not load library with AVX512 support due to: ModuleNotFoundError")
+        logging.getLogger("hybrid_asd.ensemble.tune").info("tuned %s: %s", "fan", {"knn": np.float64(0.1), "oe": np.float32(0.5)})
+        logging.getLogger("faiss.loader").warning("a real problem")
+    finally:
+        setup_logging("INFO")  # as any main() call in the suite leaves it
+    err = capsys.readouterr().err
+    assert "AVX512" not in err and "a real problem" in err
+    assert "{'knn': 0.1, 'oe': 0.5}" in err and "np.float" not in err
