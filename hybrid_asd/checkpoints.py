@@ -36,6 +36,8 @@ from hybrid_asd.ensemble.fusion import FUSED_NAME
 from hybrid_asd.errors import StageError
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.extractor.checkpoint import load_checkpoint, read_checkpoint
+from hybrid_asd.extractor.embed import extract
+from hybrid_asd.features.cache import FeatureCache
 from hybrid_asd.utils import atomic_path, atomic_torch_save, atomic_write_json, atomic_write_text, package_versions
 
 log = logging.getLogger(__name__)
@@ -134,10 +136,6 @@ def reference_clip_list(root: Path, meta: dict[str, Any]) -> list[Any]:
 
 def reference_scores(folder: Path, root: Path, config: Config) -> list[tuple[str, float, list[float]]]:
     """``(clip, OE score, leading embedding components)`` of the reference clips under ``root``, computed now."""
-    # Lazy: embedding loads torch and the feature cache (seconds); only publishing and its test need it.
-    from hybrid_asd.extractor.embed import extract
-    from hybrid_asd.features.cache import FeatureCache
-
     meta = read_checkpoint(folder / "checkpoint.pt")["meta"]
     clips = reference_clip_list(root, meta)
     if not clips:
