@@ -533,3 +533,23 @@ def test_a_published_checkpoint_is_used_as_its_card_says(fitted_hybrid, tiny_dat
     used = Experiment(tmp_path / "exp" / "mine")
     assert not used.stage_done("train", load_config(used.config_path))  # the published extractor, not retrained
     assert used.result_path("fused").is_file() and (used.report_dir / "report.html").is_file()
+
+
+def test_adapt_interrupted_before_the_clip_list_doubles_no_embedding_on_rerun(fitted_hybrid, new_target_dir, tmp_path,
+                                                                               monkeypatch):
+    import hybrid_asd.detectors.stage as detector_stage
+
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exp, "write_clips", crash)  # embeddings and OE rows appended, train.csv not yet
+    with pytest.raises(KeyboardInterrupt):
+        detector_stage.run_adapt(exp, config, [new_target_dir], device="cpu", progress=False)
+    monkeypatch.undo()
+    assert len(detector_stage.run_adapt(exp, config, [new_target_dir], device="cpu", progress=False)) == 3
+    paths = [str(c.path) for c in read_clip_list(exp.embedding_clips_path)]
+    assert len(paths) == len(set(paths)) == len(exp.train_clips()) + len(exp.test_clips())
+    oe = ScoreTable.from_csv(exp.score_table_path("oe"))
+    assert len(oe.keys()) == len(set(oe.keys())) == len(paths)

@@ -396,7 +396,8 @@ def run_adapt(
         exp.clear_stage(stage)
     if embedded is not None:
         append_embeddings(exp, new, *embedded)
-    write_clip_list(exp.adapted_manifest_path, exp.adapted_clips() + new)
+    adapted = [c for c in exp.adapted_clips() if str(c.path) not in {str(n.path) for n in new}]
+    write_clip_list(exp.adapted_manifest_path, adapted + new)
     train = train + new
     exp.write_clips("train", train)
     refit_sections(exp, config, train, new, device=device, progress=progress)
@@ -440,11 +441,16 @@ def append_embeddings(exp: Experiment, clips: list[Clip], emb: np.ndarray, oe: n
     clips_csv = exp.require(exp.embedding_clips_path, "extract")
     old_clips = read_clip_list(clips_csv)
     old_emb = load_npy(exp.require(exp.embeddings_path, "extract"), "rerun the 'extract' stage")
+    # rows of an earlier, interrupted adapt of the same clips are replaced, not doubled
+    new_paths = {str(c.path) for c in clips}
+    keep = [i for i, c in enumerate(old_clips) if str(c.path) not in new_paths]
     # Embeddings first, clip list second: a crash in between leaves a length mismatch that
     # load_embeddings reports, never a silent misalignment.
-    atomic_save_npy(exp.embeddings_path, np.concatenate([old_emb, emb]))
-    write_clip_list(clips_csv, old_clips + clips)
+    atomic_save_npy(exp.embeddings_path, np.concatenate([old_emb[keep], emb]))
+    write_clip_list(clips_csv, [old_clips[i] for i in keep] + clips)
     oe_path = exp.require(exp.score_table_path(OE_SCORES), "extract")
     table = ScoreTable.from_csv(oe_path, OE_SCORES)
+    rows = [i for i, c in enumerate(table.clips) if str(c.path) not in new_paths]
+    table = ScoreTable(OE_SCORES, [table.clips[i] for i in rows], table.scores[rows])
     parts = [table.select(split="train"), ScoreTable(OE_SCORES, clips, oe), table.select(split="test")]
     ScoreTable.concat(parts, OE_SCORES).to_csv(oe_path)

@@ -32,11 +32,10 @@ from hybrid_asd.ensemble.members import (
 )
 from hybrid_asd.ensemble.settings import EnsembleSettings
 from hybrid_asd.ensemble.tune import ensemble_section, tune_weights, write_weights_yaml
-from hybrid_asd.errors import ScoreError, StageError
+from hybrid_asd.errors import StageError
 from hybrid_asd.evaluation.metrics import evaluate_scores
 from hybrid_asd.evaluation.submission import write_submission_of
 from hybrid_asd.experiment import Experiment, FusionFiles
-from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
