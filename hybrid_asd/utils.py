@@ -172,9 +172,9 @@ def plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    if isinstance(value, dict):
+    if type(value) is dict:  # exact types: a subclass (a named tuple, an ordered dict) is left as it is
         return {plain(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         return type(value)(plain(v) for v in value)
     return value
 
@@ -183,10 +183,13 @@ class PlainNumbers(logging.Filter):
     """A handler filter that passes log arguments through :func:`plain`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(plain(a) for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = plain(record.args)
+        try:
+            if isinstance(record.args, tuple):
+                record.args = tuple(plain(a) for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = plain(record.args)
+        except Exception:  # noqa: BLE001 - a log filter must never fail the call that logs
+            pass
         return True
 
 

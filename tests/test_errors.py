@@ -105,6 +105,11 @@ def test_a_clip_too_short_for_one_frame_is_named(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):
-    rc = main(["--debug", "prepare", "--exp", str(tmp_path / "e"), "--data-root", str(tmp_path / "none"),
-               "--machine", "fan"])
+    from hybrid_asd.utils import setup_logging
+
+    try:
+        rc = main(["--debug", "prepare", "--exp", str(tmp_path / "e"), "--data-root", str(tmp_path / "none"),
+                   "--machine", "fan"])
+    finally:
+        setup_logging("INFO")  # as any main() call in the suite leaves it (not every library at DEBUG)
     assert rc == 2 and "Traceback" in capsys.readouterr().err

@@ -89,3 +89,23 @@ def test_logs_keep_other_libraries_quiet_and_print_plain_numbers(capsys):
     err = capsys.readouterr().err
     assert "AVX512" not in err and "a real problem" in err
     assert "{'knn': 0.1, 'oe': 0.5}" in err and "np.float" not in err
+
+
+def test_plain_numbers_leave_named_tuples_and_odd_arguments_alone():
+    from collections import namedtuple
+
+    import numpy as np
+
+    from hybrid_asd.utils import PlainNumbers, plain
+
+    Edge = namedtuple("Edge", "pc stack")
+    edge = Edge(38, ("x",))
+    assert plain([edge, np.int64(3)]) == [edge, 3] and plain(edge) is edge
+    record = logging_record("%s %s", (edge, np.float64(0.25)))
+    assert PlainNumbers().filter(record) and record.getMessage() == "Edge(pc=38, stack=('x',)) 0.25"
+
+
+def logging_record(msg, args):
+    import logging
+
+    return logging.LogRecord("x", logging.INFO, __file__, 1, msg, args, None)
