@@ -34,7 +34,7 @@ from typing import Any
 
 from hybrid_asd.config import Config, dump_config, fingerprint, read_yaml_mapping
 from hybrid_asd.data.clips import Clip, read_clip_list, write_clip_list
-from hybrid_asd.errors import StageError
+from hybrid_asd.errors import HybridASDError, StageError
 from hybrid_asd.stages import STAGES, fingerprint_keys, stages_after
 from hybrid_asd.utils import atomic_write_text
 
@@ -219,10 +219,12 @@ class Experiment:
         """Save ``config`` as this experiment's resolved config.
 
         If a different config is already saved, refuse (naming the first differing key) unless
-        ``overwrite``; stages whose inputs changed lose their completion markers then.
+        ``overwrite``; stages whose inputs changed lose their completion markers then. A saved config
+        that lacks only keys added to the schema since (their defaults) is the same config; markers
+        whose fingerprint the new keys change still send their stages back to work.
         """
         if self.config_path.is_file():
-            old = read_yaml_mapping(self.config_path)
+            old = with_current_defaults(read_yaml_mapping(self.config_path), str(self.config_path))
             new = config.to_dict()
             if old != new:
                 diff = first_difference(old, new)
@@ -275,6 +277,15 @@ def command_line(argv: list[str] | None = None) -> str:
     if program.endswith(("hybrid_asd/cli.py", "hybrid_asd/__main__.py")) or Path(program).name == "hybrid-asd":
         argv[0] = "hybrid-asd"
     return shlex.join(argv)
+
+
+def with_current_defaults(saved: dict[str, Any], source: str) -> dict[str, Any]:
+    """A saved config as the current schema reads it (keys added since get their defaults); the
+    saved mapping itself when it no longer validates (the difference is then reported as it is)."""
+    try:
+        return Config.parse(saved, source=source).to_dict()
+    except HybridASDError:
+        return saved
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> str:

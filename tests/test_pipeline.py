@@ -553,3 +553,15 @@ def test_adapt_interrupted_before_the_clip_list_doubles_no_embedding_on_rerun(fi
     assert len(paths) == len(set(paths)) == len(exp.train_clips()) + len(exp.test_clips())
     oe = ScoreTable.from_csv(exp.score_table_path("oe"))
     assert len(oe.keys()) == len(set(oe.keys())) == len(paths)
+
+
+def test_an_experiment_saved_before_a_config_key_existed_continues_without_overwrite(tmp_path):
+    config = load_config(None, ["data.machine=fan", "detectors=[{name: knn, input: logmel_stats}]"])
+    exp = Experiment(tmp_path / "exp")
+    exp.init(config)
+    saved = yaml.safe_load(exp.config_path.read_text())
+    del saved["detectors"][0]["standardise"], saved["extractor"]["target_validation"]  # keys added by #14
+    exp.config_path.write_text(yaml.safe_dump(saved))
+    exp.init(config)  # the same config: no "different config" refusal
+    with pytest.raises(Exception, match="different config"):
+        exp.init(load_config(None, ["data.machine=fan", "detectors=[{name: knn, input: logmel_stats, standardise: false}]"]))
