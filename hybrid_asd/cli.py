@@ -24,16 +24,16 @@ from hybrid_asd.config import DEVICE_PATTERN, DEVICES_HELP, config_schema
 from hybrid_asd.data.channels import CHANNEL_MODES
 from hybrid_asd.data.clips import write_clip_list
 from hybrid_asd.data.download import download
-from hybrid_asd.data.download_catalogue import DATASETS, DEFAULT_BASE_URL, DEFAULT_PARTS, YEARS
+from hybrid_asd.data.download_catalogue import ALL_PARTS, DATASETS, DEFAULT_BASE_URL, YEARS, catalogue_help
 from hybrid_asd.data.inventory import format_inventory, inventory
-from hybrid_asd.data.manifest import scan
+from hybrid_asd.data.manifest import AudioExpectations, scan
 from hybrid_asd.ensemble.fusion import NORMALISERS, RULES
 from hybrid_asd.ensemble.settings import TUNE_METHODS, EnsembleSettings, TuneSettings
 from hybrid_asd.errors import HybridASDError
 from hybrid_asd.evaluation.settings import EMBEDDING_METHODS, PROTOCOLS, EvaluationSettings
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.monitor.commands import add_monitor_parsers
-from hybrid_asd.pipeline import make_config, run_stage, run_stages
+from hybrid_asd.pipeline import check_data, make_config, run_stage, run_stages
 from hybrid_asd.stages import STAGE_NAMES, STAGES, Stage, format_table, stage_name
 from hybrid_asd.utils import resolve_device, seed_everything, setup_logging
 
@@ -65,10 +65,12 @@ def add_progress(p: argparse.ArgumentParser) -> None:
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None, help="approach YAML (default: built-in defaults)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="approach YAML (default: the experiment's saved config.yaml, else built-in defaults)")
     p.add_argument("--data-root", type=Path, default=None, help="data root with <machine>/{train,...}/ folders")
     p.add_argument("--machine", default=None, help="machine type, e.g. fan")
     p.add_argument("--seed", type=int, default=None, help="seed for Python, NumPy and torch (default: config's, 0)")
+    add_mimii_test_normals(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set extractor.epochs=1 (repeatable)")
 
@@ -80,6 +82,12 @@ def channel_arg(text: str) -> int | str:
     if text.isdigit():
         return int(text)
     raise argparse.ArgumentTypeError(f"expected a channel index or one of {', '.join(CHANNEL_MODES)}, got {text!r}")
+
+
+def add_mimii_test_normals(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mimii-test-normals", type=int, default=None, metavar="N",
+                   help="MIMII only: normal test clips per id (default: as many as its abnormal clips, the MIMII "
+                        "baseline's split); config data.mimii_test_normals")
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -113,8 +121,9 @@ def stage_handler(stage: Stage) -> Handler:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     config = make_config(args.config, args.overrides, data_root=args.data_root, machine=args.machine,
-                         seed=args.seed, device=args.device)
+                         seed=args.seed, device=args.device, mimii_test_normals=args.mimii_test_normals)
     exp = Experiment(args.exp)
+    check_data(config)  # before the config is saved: fixing a wrong data root needs no --overwrite
     exp.init(config, overwrite=args.overwrite)
     train, test = run_stage(exp, config, "prepare", force=True)
     print(f"{args.exp}: {len(train)} train and {len(test)} test clips of {config.data.machine}")
@@ -122,9 +131,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = make_config(args.config, args.overrides, data_root=args.data_root, machine=args.machine,
-                         seed=args.seed, device=args.device)
-    results = run_stages(Experiment(args.exp), config, stage=args.stage, stop_stage=args.stop_stage,
+    exp = Experiment(args.exp)
+    # Without --config an existing experiment continues with its own saved config (e.g. --stage fuse).
+    base = args.config if args.config is not None or not exp.config_path.is_file() else exp.config_path
+    config = make_config(base, args.overrides, data_root=args.data_root, machine=args.machine,
+                         seed=args.seed, device=args.device, mimii_test_normals=args.mimii_test_normals)
+    results = run_stages(exp, config, stage=args.stage, stop_stage=args.stop_stage,
                          overwrite=args.overwrite, progress=_progress(args))
     if args.stop_stage == "evaluate":
         print_results(results)
@@ -187,7 +199,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise HybridASDError("fuse --scores needs --out DIR")
-    paths = collect_score_tables(args.scores, args.detectors)
+    paths, names = collect_score_tables(args.scores, args.detectors)
     rule, weights = load_weights(args.weights, args.rule)
     options = _given(args, "normalise", "protocol", "max_fpr", "seed", "grid_step")
     if args.threshold_quantile is not None:
@@ -195,7 +207,7 @@ def cmd_fuse(args: argparse.Namespace) -> int:
     if args.tune_method is not None:
         options["method"] = args.tune_method
     result = run_fuse(paths, args.out, rule=rule, weights=weights, per_domain=args.per_domain, tune=args.tune,
-                      per_machine=args.per_machine, loso=not args.no_loso, **options)
+                      per_machine=args.per_machine, loso=not args.no_loso, names=names, **options)
     if result.get("report"):
         print(result["report"])
     print(f"fused scores written to {args.out}")
@@ -223,7 +235,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # --- other commands ------------------------------------------------------------------------------
 def cmd_manifest(args: argparse.Namespace) -> int:
-    manifest = scan(args.root, machines=args.machine or None, ground_truth=args.ground_truth)
+    audio = AudioExpectations(**_given(args, "sample_rate", "channel"))
+    manifest = scan(args.root, machines=args.machine or None, ground_truth=args.ground_truth,
+                    mimii_test_normals=args.mimii_test_normals, check_audio=args.check_audio, audio=audio)
     print(manifest.summary())
     # machine types, sections, domains, attributes, supplemental clips and channel counts
     print(format_inventory(inventory(manifest.clips, channels=not args.no_channels), channel=args.channel))
@@ -272,7 +286,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from hybrid_asd.checkpoints import publish  # lazy: loads torch (seconds)
 
-    out = publish(args.exp, args.name, dest=args.dest, command=args.command or "", overwrite=args.overwrite)
+    out = publish(args.exp, args.name, dest=args.dest, command=args.command or "", overwrite=args.overwrite,
+                  reference_clips=args.reference_clips)
     print(f"published {out}")
     return 0
 
@@ -324,7 +339,9 @@ def add_fuse_options(p: argparse.ArgumentParser) -> None:
                 "fuse score tables of one or more experiments into --out, optionally tuning the weights.")
     p.add_argument("--scores", nargs="+", type=Path, default=None,
                    help="experiment folders (their scores/*.csv) or score-table CSV files")
-    p.add_argument("--detectors", nargs="+", default=None, help="detector ids to fuse (default: all found)")
+    p.add_argument("--detectors", nargs="+", default=None,
+                   help="members to fuse (default: all found): ids (knn), or <approach>/<id> (lopez2021_parallel/oe) "
+                        "where one id comes from experiments of several approaches")
     p.add_argument("--out", type=Path, default=None, help="output folder for fused.csv, weights.yaml, submission/")
     p.add_argument("--rule", choices=RULES.names(), default=None,
                    help=f"fusion rule (default: the --weights file's, else {ENSEMBLE.rule})")
@@ -383,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level (default INFO)")
     parser.add_argument("--log-file", type=Path, default=None, help="also write the log to this file")
+    parser.add_argument("--debug", action="store_true",
+                        help="debug logging (other libraries' too) and the traceback of any error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("manifest", help="scan a data root and print its machine types, sections and counts")
@@ -390,9 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--machine", action="append", help="only this machine type (repeatable)")
     p.add_argument("--ground-truth", type=Path, default=None, help="folder of ground_truth_*.csv for unlabelled names")
     p.add_argument("--out", type=Path, default=None, help="write the clip list as CSV")
+    add_mimii_test_normals(p)
+    p.add_argument("--check-audio", action="store_true",
+                   help="read every header: report corrupt, empty, truncated and too-short files, and files at "
+                        "another sample rate or with several channels")
+    p.add_argument("--sample-rate", type=int, default=None, help="expected sample rate for --check-audio (default "
+                                                                 "16000)")
     p.add_argument("--channel", type=channel_arg, default=0, metavar="N|mean|all",
-                   help="data.channel of multi-channel files, to name in the listing (default 0: DCASE 2026's near "
-                        "microphone, the official baseline's choice)")
+                   help="data.channel of multi-channel files, to name in the listing and in --check-audio's notes "
+                        "(default 0: DCASE 2026's near microphone, the official baseline's choice)")
     p.add_argument("--no-channels", action="store_true", help="do not read the headers for channel counts")
     p.set_defaults(func=cmd_manifest)
 
@@ -462,18 +487,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("download", help="download DCASE Task 2 data from Zenodo (resumable, checksummed)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="data sets (--dataset, or --year 2020..2026), their parts and machine types:\n" + "\n".join(
-                           f"  {name}: parts {', '.join(spec.parts)}; machine types {', '.join(spec.machines)}"
-                           for name, spec in sorted(DATASETS.items())))
+                       description="Download DCASE Task 2 data from Zenodo (resumable, checksummed).",
+                       epilog="data sets (--dataset, or --year 2020..2026), their parts and machine types:\n"
+                              + catalogue_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dest", type=Path, required=True, help="destination folder")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--dataset", choices=sorted(DATASETS), default=None, help="data set (default dcase2021)")
+    which.add_argument("--dataset", choices=sorted(DATASETS), default=None,
+                       help=f"data set: {', '.join(sorted(DATASETS))} (default dcase2021)")
     which.add_argument("--year", type=int, choices=sorted(YEARS), default=None,
                        help="the data set of this challenge year (--year 2026 = --dataset dcase2026)")
-    p.add_argument("--parts", nargs="+", choices=DEFAULT_PARTS, default=None,
-                   help=f"parts to fetch, of {' '.join(DEFAULT_PARTS)} (default: every part the data set has)")
-    p.add_argument("--machines", nargs="+", default=None, help="machine types (default all)")
+    p.add_argument("--parts", nargs="+", choices=ALL_PARTS, default=None,
+                   help=f"parts to fetch, of {' '.join(ALL_PARTS)} (default: every part the data set has; "
+                        "ground_truth exists for dcase2021 only)")
+    p.add_argument("--machines", nargs="+", default=None,
+                   help="machine types (default all; the data sets' types are listed below)")
     p.add_argument("--base-url", default=DEFAULT_BASE_URL, help=f"Zenodo base address (default {DEFAULT_BASE_URL})")
     add_progress(p)
     p.set_defaults(func=cmd_download)
@@ -484,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", type=Path, default=Path("checkpoints"), help="destination (default checkpoints/)")
     p.add_argument("--command", default=None, help="the command that produced it, for the model card")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint of that name")
+    p.add_argument("--reference-clips", type=Path, default=None,
+                   help="data root of real clips (e.g. ../shared/data/dcase2023t2-samples/dev_data/raw): the "
+                        "checkpoint's scores of its sections' clips go into reference_scores.csv and the card")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("report", help="write report/ (figures and report.html) for experiment folders; plot "
@@ -505,16 +536,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # before torch loads its OpenMP runtime, i.e. here; a value set by the user wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_file)
+    setup_logging("DEBUG" if args.debug else args.log_level, args.log_file)
     try:
         return int(args.func(args) or 0)
     except HybridASDError as exc:
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            log.error("%s", line)
-        return 2
+        return report_error(args, exc, str(exc) or type(exc).__name__)
+    except OSError as exc:  # a file that cannot be read or written: name it
+        where = f"{exc.filename}: " if exc.filename else ""
+        return report_error(args, exc, f"{where}{exc.strerror or exc}")
     except KeyboardInterrupt:
         log.error("interrupted; completed outputs are kept (writes are atomic)")
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line, the traceback with --debug
+        return report_error(args, exc, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the "
+                                       "traceback and report it)", status=1)
+
+
+def report_error(args: argparse.Namespace, exc: BaseException, message: str, status: int = 2) -> int:
+    """Log ``message`` (one line per line of it) and return ``status``; with --debug also the traceback."""
+    for line in message.splitlines() or [type(exc).__name__]:
+        log.error("%s", line)
+    if getattr(args, "debug", False):
+        log.error("traceback:", exc_info=exc)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

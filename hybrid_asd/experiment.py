@@ -6,13 +6,15 @@ Layout (one folder per approach, machine type and seed, ``exp/<approach>/<machin
     logs/<stage>.log     one log per stage (written by the recipes)
     logs/commands.txt    the command line that completed each stage (appended by mark_done)
     manifest/            train.csv, test.csv: the clip lists of this machine type; supplemental.csv:
-                         its DCASE 2025+ supplemental clips (when the data root has any)
+                         its DCASE 2025+ supplemental clips (when the data root has any);
+                         adapted.csv: normal clips added by 'adapt' (kept in train.csv by 'prepare')
     extractor/           checkpoint.pt (+ train_state.pt while training), train_log.csv
     embeddings/          clips.csv, embeddings.npy (rows aligned with clips.csv)
     detectors/<id>/      section_<nn>/ (or all/) fitted models, train_scores.csv (out-of-fold)
     scores/<id>.csv      score tables (see hybrid_asd.scores); OE scores as scores/oe.csv
     submission/<id>/     official anomaly_score_*/decision_result_* files of each score table
-    fused/               fused.csv, weights.yaml, tuning.txt, submission/
+    thresholds/<id>.csv  the decision thresholds of those files (per machine, section, domain)
+    fused/               fused.csv, weights.yaml, tuning.txt, submission/, thresholds.csv
     eval/result_<id>.csv official result tables
     report/              figures, manifest.json, report.html
     .done/<stage>        completion markers holding the fingerprint of the config sections they used
@@ -33,7 +35,7 @@ from typing import Any
 
 from hybrid_asd.config import Config, dump_config, fingerprint, read_yaml_mapping
 from hybrid_asd.data.clips import Clip, read_clip_list, write_clip_list
-from hybrid_asd.errors import StageError
+from hybrid_asd.errors import HybridASDError, StageError
 from hybrid_asd.stages import STAGES, fingerprint_keys, stages_after
 from hybrid_asd.utils import atomic_write_text
 
@@ -65,11 +67,13 @@ class FusionFiles:
     weights: Path  # ensemble: {rule, weights, ...}, a config fragment
     tuning: Path  # the tuning report (fuse --tune only)
     submission: Path  # official files of the fused scores
+    thresholds: Path  # the decision thresholds of those files
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> "FusionFiles":
         folder = Path(folder)
-        return cls(folder, folder / "fused.csv", folder / "weights.yaml", folder / "tuning.txt", folder / "submission")
+        return cls(folder, folder / "fused.csv", folder / "weights.yaml", folder / "tuning.txt", folder / "submission",
+                   folder / "thresholds.csv")
 
 
 class Experiment:
@@ -112,6 +116,11 @@ class Experiment:
         return self.root / "manifest" / f"{split}.csv"
 
     @property
+    def adapted_manifest_path(self) -> Path:
+        """``manifest/adapted.csv``: the clips that ``adapt`` added to the training clips."""
+        return self.root / "manifest" / "adapted.csv"
+
+    @property
     def extractor(self) -> ExtractorFiles:
         return ExtractorFiles.in_folder(self.root / "extractor")
 
@@ -144,6 +153,12 @@ class Experiment:
     def submission_dir(self, table_id: str) -> Path:
         return self.root / "submission" / table_id
 
+    def thresholds_path(self, table_id: str) -> Path:
+        """The decision thresholds of a score table's official files (``fused``: the fused table's)."""
+        if table_id == "fused":
+            return self.fusion.thresholds
+        return self.root / "thresholds" / f"{table_id}.csv"
+
     @property
     def fusion(self) -> FusionFiles:
         return FusionFiles.in_folder(self.root / "fused")
@@ -151,6 +166,12 @@ class Experiment:
     def result_path(self, table_id: str) -> Path:
         """The official result table of one score table (``fused`` for the fused one)."""
         return self.root / "eval" / f"result_{table_id}.csv"
+
+    def result_paths(self) -> dict[str, Path]:
+        """Every official result table present, by score-table id (sorted)."""
+        folder = self.root / "eval"
+        found = sorted(folder.glob("result_*.csv")) if folder.is_dir() else []
+        return {p.stem.removeprefix("result_"): p for p in found}
 
     @property
     def report_dir(self) -> Path:
@@ -183,6 +204,16 @@ class Experiment:
         path = self.manifest_path("supplemental")
         return read_clip_list(path) if path.is_file() else []
 
+    def adapted_clips(self) -> list[Clip]:
+        """Clips added by ``adapt`` (empty when none were)."""
+        path = self.adapted_manifest_path
+        return read_clip_list(path) if path.is_file() else []
+
+    def clips_differ(self, split: str, clips: list[Clip]) -> bool:
+        """Whether a saved clip list exists and differs from ``clips`` (False when none is saved)."""
+        path = self.manifest_path(split)
+        return path.is_file() and read_clip_list(path) != list(clips)
+
     # --- config ------------------------------------------------------------------------------------
     def load_config(self) -> Config:
         """The saved resolved config, validated (an old or hand-edited file gets the same checks)."""
@@ -194,10 +225,12 @@ class Experiment:
         """Save ``config`` as this experiment's resolved config.
 
         If a different config is already saved, refuse (naming the first differing key) unless
-        ``overwrite``; stages whose inputs changed lose their completion markers then.
+        ``overwrite``; stages whose inputs changed lose their completion markers then. A saved config
+        that lacks only keys added to the schema since (their defaults) is the same config; markers
+        whose fingerprint the new keys change still send their stages back to work.
         """
         if self.config_path.is_file():
-            old = read_yaml_mapping(self.config_path)
+            old = with_current_defaults(read_yaml_mapping(self.config_path), str(self.config_path))
             new = config.to_dict()
             if old != new:
                 diff = first_difference(old, new)
@@ -250,6 +283,15 @@ def command_line(argv: list[str] | None = None) -> str:
     if program.endswith(("hybrid_asd/cli.py", "hybrid_asd/__main__.py")) or Path(program).name == "hybrid-asd":
         argv[0] = "hybrid-asd"
     return shlex.join(argv)
+
+
+def with_current_defaults(saved: dict[str, Any], source: str) -> dict[str, Any]:
+    """A saved config as the current schema reads it (keys added since get their defaults); the
+    saved mapping itself when it no longer validates (the difference is then reported as it is)."""
+    try:
+        return Config.parse(saved, source=source).to_dict()
+    except HybridASDError:
+        return saved
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> str:

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hybrid_asd.config import Config, load_config
+from hybrid_asd.data.stage import find_clips
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.stages import Stage, get_stage, stages_between
-from hybrid_asd.utils import is_main_process, resolve_device, seed_everything
+from hybrid_asd.utils import is_main_process, remove_stale_temp_files, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def make_config(
     machine: str | None = None,
     seed: int | None = None,
     device: str | None = None,
+    mimii_test_normals: int | None = None,
 ) -> Config:
     """Resolve an approach config with the common command-line options folded in (as overrides,
     so they are validated like any other value)."""
@@ -39,6 +41,8 @@ def make_config(
         extra.append(f"seed={seed}")
     if device is not None:
         extra.append(f"device={device}")
+    if mimii_test_normals is not None:
+        extra.append(f"data.mimii_test_normals={mimii_test_normals}")
     return load_config(config_path, extra)
 
 
@@ -61,6 +65,7 @@ def run_stage(
         log.info("stage %s already complete; skipping", stage.name)
         return None
     exp.clear_stage(stage.name)
+    remove_stale_temp_files(exp.root)
     kwargs: dict[str, Any] = {"progress": progress}
     if stage.takes_device:
         kwargs["device"] = resolve_device(device or config.device)
@@ -89,6 +94,8 @@ def run_stages(
     """
     chosen = stages_between(stage, stop_stage)
     seed_everything(config.seed)
+    if chosen[0].name == "prepare":
+        check_data(config)  # before the config is saved: fixing a wrong data root needs no --overwrite
     exp.init(config, overwrite=overwrite)
     result = None
     for i, current in enumerate(chosen):
@@ -96,4 +103,9 @@ def run_stages(
     return result
 
 
-__all__ = ["make_config", "run_stage", "run_stages"]
+def check_data(config: Config) -> None:
+    """Fail, before anything is saved, when ``data`` names no usable training clips."""
+    find_clips(config, report=False)
+
+
+__all__ = ["check_data", "make_config", "run_stage", "run_stages"]

@@ -8,6 +8,7 @@ decision thresholds); rows with ``split=test`` the scores of test clips.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import ScoreError
 from hybrid_asd.utils import atomic_path
+
+log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ("path", "machine", "section", "domain", "split", "label", "score")
 
@@ -109,3 +112,32 @@ class ScoreTable:
             np.concatenate([t.scores for t in tables]),
             ", ".join(sources),
         )
+
+
+def held_out_rows(train: ScoreTable, reference: Iterable[str] | None, *, min_rows: int, purpose: str) -> ScoreTable:
+    """Per (machine, section): the rows of ``train`` whose clip paths are in ``reference`` (held-out,
+    out-of-sample scores), or all its rows (with a warning) where fewer than ``min_rows`` are.
+
+    ``reference`` None keeps every row (the rows are out-of-sample already, e.g. cross-fitted).
+    ``purpose`` names the use in the warning ("z-normalising", "decision thresholds")."""
+    if reference is None:
+        return train
+    reference = set(map(str, reference))
+    held = np.array([str(c.path) in reference for c in train.clips], dtype=bool)
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, clip in enumerate(train.clips):
+        groups.setdefault((clip.machine, clip.section), []).append(i)
+    keep = np.zeros(len(train), dtype=bool)
+    for (machine, section), idx in groups.items():
+        rows = np.asarray(idx)
+        if held[rows].sum() >= min_rows:
+            keep[rows] = held[rows]
+        else:
+            log.warning(
+                "%s %s section_%02d: %d held-out reference clip(s) < %d; %s with all %d train rows "
+                "(possibly in-sample, biased)", train.detector, machine, section, int(held[rows].sum()), min_rows,
+                purpose, len(rows),
+            )
+            keep[rows] = True
+    rows = np.flatnonzero(keep)
+    return ScoreTable(train.detector, [train.clips[i] for i in rows], train.scores[rows], train.source)

@@ -9,14 +9,16 @@ import logging
 import os
 import platform
 import random
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from hybrid_asd import __version__
-from hybrid_asd.errors import ConfigError
+from hybrid_asd.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's process id is part of the name, so a later run can tell a killed run's leftovers
+    # from another live process's file (remove_stale_temp_files)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual mode
@@ -40,6 +44,44 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.tmp$")
+OLD_TEMP_SECONDS = 3600  # a temporary file without a process id (older versions) counts as stale after this
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> int:
+    """Remove the temporary files that killed runs left under ``folder`` (written by :func:`atomic_path`
+    of a process that no longer runs); returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    now = time.time()
+    for tmp in folder.rglob(f".*{TEMP_SUFFIX}"):
+        match = _TEMP_NAME.match(tmp.name)
+        try:
+            stale = (not _process_alive(int(match["pid"])) if match and int(match["pid"]) != os.getpid()
+                     else match is None and now - tmp.stat().st_mtime > OLD_TEMP_SECONDS)
+            if stale and tmp.is_file():
+                tmp.unlink()
+                removed += 1
+        except OSError:  # vanished meanwhile, or not ours to remove
+            continue
+    if removed:
+        log.info("removed %d temporary file(s) of interrupted runs under %s", removed, folder)
+    return removed
 
 
 def _umask() -> int:
@@ -66,6 +108,15 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npy(path: str | os.PathLike, remedy: str) -> np.ndarray:
+    """``np.load`` of a file this package wrote (no pickles); a DataError naming the file and ``remedy``
+    when it is truncated or not an ``.npy`` file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable ({' '.join(str(exc).split())[:160]}); {remedy}") from None
 
 
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
@@ -114,19 +165,54 @@ def is_main_process() -> bool:
     return world is None or world[0] == 0
 
 
+def plain(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays (also inside dicts, lists and tuples) as Python numbers and
+    lists, so messages read ``0.1``, not ``np.float64(0.1)``."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if type(value) is dict:  # exact types: a subclass (a named tuple, an ordered dict) is left as it is
+        return {plain(k): plain(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(plain(v) for v in value)
+    return value
+
+
+class PlainNumbers(logging.Filter):
+    """A handler filter that passes log arguments through :func:`plain`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            if isinstance(record.args, tuple):
+                record.args = tuple(plain(a) for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = plain(record.args)
+        except Exception:  # noqa: BLE001 - a log filter must never fail the call that logs
+            pass
+        return True
+
+
 def setup_logging(level: str | int = "INFO", log_file: str | os.PathLike | None = None) -> None:
-    """Configure the root logger once (called by the CLI only)."""
+    """Configure logging once (called by the CLI only): this package's loggers at ``level``, every
+    other library's (faiss's loader, matplotlib, urllib3, ...) at WARNING unless ``level`` is DEBUG,
+    and NumPy numbers in messages printed as plain numbers."""
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.addFilter(PlainNumbers())
+    numeric = logging.getLevelName(level) if isinstance(level, str) else level
     logging.basicConfig(
-        level=level,
+        level=min(numeric, logging.WARNING) if numeric == logging.DEBUG else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers,
         force=True,
     )
-    logging.captureWarnings(True)  # library warnings (warnings.warn) go to the same log
+    logging.getLogger("hybrid_asd").setLevel(numeric)
+    logging.getLogger("py.warnings").setLevel(numeric)  # library warnings (warnings.warn) go to the same log
+    logging.captureWarnings(True)
 
 
 def package_versions() -> dict[str, str]:

@@ -37,6 +37,23 @@ def test_feature_cache_gives_one_plane_per_channel(tmp_path):
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3  # index 0, index 1, all: three entries
 
 
+
+def test_too_short_check_counts_samples_not_channels(tmp_path):
+    """The one-line error for a clip too short for one log-mel frame (#14) counts the samples of a
+    (channels, n) waveform (data.channel: all), not its channels."""
+    import soundfile as sf
+
+    folder = tmp_path / "fan" / "train"
+    folder.mkdir(parents=True)
+    ok = folder / "section_00_source_train_normal_0000_a_1.wav"
+    short = folder / "section_00_source_train_normal_0001_a_1.wav"
+    sf.write(ok, np.zeros((1600, 2), np.float32), 16000)
+    sf.write(short, np.zeros((160, 2), np.float32), 16000)
+    cache = FeatureCache({}, {"channel": "all"}, cache_dir=tmp_path / "cache")
+    assert cache.get(ok).shape == (2, 128, 4)
+    with pytest.raises(DataError, match=r"normal_0001_a_1.wav: 160 samples \(0.010 s\) is too short"):
+        cache.get(short)
+
 def test_detector_rows_concatenate_the_channels():
     rng = np.random.default_rng(0)
     logmels = [rng.normal(size=(2, 4, 10)).astype(np.float32) for _ in range(3)]
@@ -168,3 +185,22 @@ def test_two_channel_experiment_with_all_channels(tmp_path):
     for table_id in ("oe", "knn", "gmm_stats"):
         table = ScoreTable.from_csv(exp.score_table_path(table_id))
         assert np.isfinite(table.scores).all() and len(table.select(split="test")) == 8
+    # with issue #14's code paths: the log-mel statistics of both planes (2 x 2 x 128) are standardised,
+    # the embeddings not; every table's decision files follow the thresholds written beside them; the
+    # extractor's validation saw the target domain (target_validation: crops, on the frame axis)
+    from hybrid_asd.detectors.adapt import DomainAdaptiveDetector
+    from hybrid_asd.evaluation.submission import read_submission_dir
+    from hybrid_asd.evaluation.thresholds import decisions_from_thresholds, read_thresholds
+
+    stats = DomainAdaptiveDetector.load(exp.detector_model_dir("gmm_stats", "section_00"))
+    assert stats.standardise and stats.input_mean_.shape == (2 * 2 * 128,)
+    assert DomainAdaptiveDetector.load(exp.detector_model_dir("knn", "section_00")).input_mean_ is None
+    for table_id in ("oe", "knn", "gmm_stats"):
+        table = ScoreTable.from_csv(exp.score_table_path(table_id))
+        thresholds = read_thresholds(exp.thresholds_path(table_id))
+        assert set(thresholds) == {("ToyCar", 0, "source"), ("ToyCar", 0, "target")}
+        assert read_submission_dir(exp.submission_dir(table_id)).decisions == decisions_from_thresholds(
+            table, thresholds)
+    log = exp.extractor.train_log.read_text().splitlines()
+    row = dict(zip(log[0].split(","), log[-1].split(",")))
+    assert np.isfinite(float(row["val_target_acc"]))

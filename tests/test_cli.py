@@ -172,3 +172,21 @@ def test_evaluate_reproduces_official_table(shared_data, tmp_path):
 def test_console_script_module_runs():
     proc = subprocess.run([sys.executable, "-m", "hybrid_asd.cli", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_prepare_checks_the_data_root_before_saving_the_config_so_a_fix_needs_no_overwrite(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    train = tmp_path / "data" / "fan" / "train"
+    train.mkdir(parents=True)
+    for i in range(2):
+        sf.write(train / f"section_00_source_train_normal_{i:04d}_a_1.wav", np.zeros(16000, np.float32), 16000)
+    exp = tmp_path / "e"
+    assert main(["prepare", "--exp", str(exp), "--data-root", str(tmp_path / "dta"), "--machine", "fan"]) == 2
+    assert "dta" in capsys.readouterr().err
+    assert not (exp / "config.yaml").exists()
+    assert main(["prepare", "--exp", str(exp), "--data-root", str(tmp_path / "data"), "--machine", "fna"]) == 2
+    assert not (exp / "config.yaml").exists()
+    assert main(["prepare", "--exp", str(exp), "--data-root", str(tmp_path / "data"), "--machine", "fan"]) == 0
+    assert (exp / "config.yaml").is_file()

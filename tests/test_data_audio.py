@@ -132,3 +132,44 @@ def test_truncated_data(pcm_wav, tmp_path):
         load_audio(path)
     with pytest.raises(DataError, match="truncated"):
         audio_info(path)
+
+
+def test_multichannel_files_in_a_dcase_folder_say_once_which_channel_is_used(tmp_path, caplog):
+    import logging
+
+    import soundfile as sf
+
+    from hybrid_asd.data import audio as audio_module
+
+    audio_module._CHANNEL_NOTES.clear()
+    folder = tmp_path / "fan" / "train"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        sf.write(folder / f"section_00_source_train_normal_{i:04d}_a_1.wav", np.zeros((1600, 4), np.float32), 16000)
+    with caplog.at_level(logging.INFO, logger="hybrid_asd.data.audio"):
+        for path in sorted(folder.iterdir()):
+            load_audio(path, channel=2)
+    notes = [r.getMessage() for r in caplog.records if "channels" in r.getMessage()]
+    assert len(notes) == 1 and "4 channels: channel 2 is used" in notes[0]
+
+
+def test_multichannel_note_names_mean_and_all(tmp_path, caplog):
+    import logging
+
+    import soundfile as sf
+
+    from hybrid_asd.data import audio as audio_module
+
+    audio_module._CHANNEL_NOTES.clear()
+    path = tmp_path / "fan" / "train" / "section_00_source_train_normal_0000_a_1.wav"
+    path.parent.mkdir(parents=True)
+    sf.write(path, np.zeros((1600, 2), np.float32), 16000)
+    with caplog.at_level(logging.INFO, logger="hybrid_asd.data.audio"):
+        assert load_audio(path, channel="mean").shape == (1600,)
+        assert load_audio(path, channel="all").shape == (2, 1600)
+        load_audio(path, channel="all")  # said once per setting
+    notes = [r for r in caplog.records if "channels" in r.getMessage()]
+    assert [r.getMessage().split(": ", 1)[1] for r in notes] == [
+        "the mean of the 2 channels is used (data.channel; said once for all such files)",
+        "all 2 channels are used (one log-mel plane each) (data.channel; said once for all such files)"]
+    assert all(r.levelno == logging.INFO for r in notes)  # every channel used: nothing to warn about

@@ -150,7 +150,7 @@ def test_domain_hidden_eval_names_get_domain_from_ground_truth(tmp_path):
 
 
 def test_check_audio_reports_bad_files(tmp_path):
-    _wav(tmp_path / "fan/train/section_00_source_train_normal_0000.wav")
+    _wav(tmp_path / "fan/train/section_00_source_train_normal_0000.wav", frames=16000)
     (tmp_path / "fan/train/section_00_source_train_normal_0001.wav").write_bytes(b"")
     assert len(scan(tmp_path).clips) == 2
     manifest = scan(tmp_path, check_audio=True)
@@ -176,3 +176,48 @@ def test_missing_root_and_machine(tmp_path):
 def test_select_rejects_unknown_field():
     with pytest.raises(ConfigError, match="unknown clip field"):
         Manifest().select(machin="fan")
+
+
+def test_check_audio_reports_corrupt_empty_truncated_short_other_rate_and_multichannel_files(tmp_path, capsys):
+    from hybrid_asd.cli import main
+
+    folder = tmp_path / "fan" / "train"
+    name = "section_00_source_train_normal_{:04d}_a_1.wav"
+    good = _wav(folder / name.format(0), frames=48000)
+    (folder / name.format(1)).write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio at all" * 4)  # corrupt
+    (folder / name.format(2)).write_bytes(b"")  # empty
+    (folder / name.format(3)).write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])  # truncated
+    _wav(folder / name.format(4), frames=160)  # too short for one log-mel frame
+    sf.write(folder / name.format(5), np.zeros(44100 * 3, np.float32), 44100)  # other rate
+    sf.write(folder / name.format(6), np.zeros((48000, 2), np.float32), 16000)  # two channels
+    _wav(folder / name.format(7), frames=16000)  # shorter than one patch (2.02 s)
+    manifest = scan(tmp_path, check_audio=True)
+    problems = {p.name: reason for p, reason in manifest.problems}
+    assert "not a readable audio file" in problems[name.format(1)]
+    assert "empty file" in problems[name.format(2)]
+    assert "truncated" in problems[name.format(3)]
+    assert "too short" in problems[name.format(4)]
+    notes = {p.name: what for p, what in manifest.notes}
+    assert "sample rate 44100 Hz" in notes[name.format(5)]
+    assert "2 channels (channel 0 is used" in notes[name.format(6)]
+    assert "shorter than one patch" in notes[name.format(7)]
+    assert sorted(c.name for c in manifest.clips) == [name.format(i) for i in (0, 5, 6, 7)]
+    assert main(["manifest", str(tmp_path), "--check-audio"]) == 0
+    out = capsys.readouterr().out
+    assert "problems: 4" in out and "audio notes: 3" in out and "2 channels" in out
+
+
+def test_check_audio_names_the_channel_setting(tmp_path, capsys):
+    from hybrid_asd.cli import main
+    from hybrid_asd.data.manifest import AudioExpectations
+
+    folder = tmp_path / "fan" / "train"
+    name = "section_00_source_train_normal_0000_a_1.wav"
+    folder.mkdir(parents=True)
+    sf.write(folder / name, np.zeros((48000, 2), np.float32), 16000)
+    for channel, used in ((0, "channel 0 is used"), (3, "channel 3 does not exist"),
+                          ("mean", "the mean of the 2 channels is used"), ("all", "all 2 channels are used")):
+        notes = scan(tmp_path, check_audio=True, audio=AudioExpectations(channel=channel)).notes
+        assert len(notes) == 1 and notes[0][1].startswith(f"2 channels ({used}")
+    assert main(["manifest", str(tmp_path), "--check-audio", "--channel", "mean"]) == 0
+    assert "the mean of the 2 channels is used" in capsys.readouterr().out

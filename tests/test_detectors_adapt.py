@@ -213,3 +213,34 @@ def test_mean_shift_per_condition_and_round_trip(domains_data, tmp_path):
         np.testing.assert_array_equal(loaded.decision_function(q, qc), det.decision_function(q, qc))
     no_target = DomainAdaptiveDetector("mahalanobis", {}, mode="mean_shift").fit(X[:300], domains[:300])
     assert no_target.shifts_ == {} and set(no_target.score_domains(q)) == {"source"}
+
+
+def test_standardised_input_finds_an_anomaly_in_a_small_scale_feature(tmp_path):
+    """Log-mel statistics mix features whose scales differ by orders of magnitude: raw, a kNN sees only
+    the large one; standardised with the training rows' statistics, the anomaly in the small one shows.
+    The statistics are saved with the detector and a corrupt file is named."""
+    rng = np.random.default_rng(5)
+    train = np.c_[100.0 * rng.normal(size=(200, 1)), 0.01 * rng.normal(size=(200, 1))]
+    normal = np.c_[100.0 * rng.normal(size=(30, 1)), 0.01 * rng.normal(size=(30, 1))]
+    anomalous = np.c_[100.0 * rng.normal(size=(30, 1)), 0.05 + 0.01 * rng.normal(size=(30, 1))]
+    domains = np.array(["source"] * 200)
+    raw = DomainAdaptiveDetector("knn", {"k": 1, "metric": "l2"}).fit(train, domains)
+    standardised = DomainAdaptiveDetector("knn", {"k": 1, "metric": "l2"}, standardise=True).fit(train, domains)
+    assert auc(raw.decision_function(normal), raw.decision_function(anomalous)) < 0.7
+    assert auc(standardised.decision_function(normal), standardised.decision_function(anomalous)) > 0.95
+    np.testing.assert_allclose(standardised.input_mean_, train.mean(axis=0))
+    standardised.save(tmp_path / "det")
+    loaded = DomainAdaptiveDetector.load(tmp_path / "det")
+    np.testing.assert_array_equal(loaded.decision_function(anomalous), standardised.decision_function(anomalous))
+    (tmp_path / "det" / "input_scale.npy").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="input_scale.npy"):
+        DomainAdaptiveDetector.load(tmp_path / "det")
+
+
+def test_logmel_statistics_are_standardised_by_default():
+    from hybrid_asd.detectors.settings import DetectorEntry
+
+    assert DetectorEntry(name="knn", input="logmel_stats").standardise_input
+    assert not DetectorEntry(name="knn", input="embedding").standardise_input
+    assert not DetectorEntry(name="knn", input="logmel_frames").standardise_input
+    assert not DetectorEntry(name="knn", input="logmel_stats", standardise=False).standardise_input

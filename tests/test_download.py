@@ -399,3 +399,46 @@ def test_import_opens_no_connection(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     importlib.reload(dl)
+
+
+@pytest.mark.parametrize("dataset", sorted(dl.DATASETS))
+def test_every_dataset_downloads_with_its_default_parts(dataset, tmp_path, capsys):
+    """The default parts are the data set's own (only 2021 has a ground-truth record): every year gets as
+    far as asking the server (here an address where nothing listens)."""
+    from hybrid_asd.cli import main
+
+    assert [r.part for r in dl._select_parts(dl.DATASETS[dataset], None)] == list(dl.DATASETS[dataset].parts)
+    rc = main(["download", "--dest", str(tmp_path), "--dataset", dataset, "--base-url", "http://127.0.0.1:9",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "has no part" not in err and "127.0.0.1:9" in err
+
+
+def test_download_help_lists_data_sets_parts_and_machine_types(capsys):
+    from hybrid_asd.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["download", "--help"])
+    out = capsys.readouterr().out
+    for name, spec in dl.DATASETS.items():
+        line = next(line for line in out.splitlines() if line.startswith(f"{name}:"))
+        assert all(part in line for part in spec.parts) and all(m in line for m in spec.machines)
+
+
+def test_cached_listing_is_tied_to_its_base_url_and_dropped_after_a_checksum_mismatch(tmp_path, zenodo):
+    run(tmp_path, zenodo, parts=["dev"], machines=["fan"])
+    cache = tmp_path / "dcase2021" / "archives" / f"zenodo_record_{DEV}.json"
+    assert json.loads(cache.read_text())["url"] == f"{zenodo.base_url}/api/records/{DEV}"
+    with FakeZenodo(prefix="/mirror") as mirror:  # another address: its own listing is read
+        run(tmp_path, mirror, parts=["dev"], machines=["slider"])
+        assert f"/mirror/api/records/{DEV}" in mirror.paths()
+    # a cached listing whose md5 no download matches is dropped, so the next run asks again
+    saved = json.loads(cache.read_text())
+    saved["files"]["dev_data_pump.zip"] = "0" * 32
+    saved["url"] = f"{zenodo.base_url}/api/records/{DEV}"
+    cache.write_text(json.dumps(saved))
+    with pytest.raises(DataError, match="cached file list was removed"):
+        run(tmp_path, zenodo, parts=["dev"], machines=["pump"], retries=0)
+    assert not cache.exists()
+    run(tmp_path, zenodo, parts=["dev"], machines=["pump"])
+    assert (tmp_path / "dcase2021" / "dev_data" / "pump" / "train").is_dir()

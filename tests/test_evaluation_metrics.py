@@ -132,7 +132,7 @@ def test_evaluate_scores_errors() -> None:
     with pytest.raises(ConfigError, match="unknown evaluation protocol 'dcase2099'"):
         evaluate_scores(small_table(), protocol="dcase2099")
     only_normals = small_table().select(label="normal")
-    with pytest.raises(ScoreError, match=r"\('fan', 0, 'source'\).*both normal and anomalous"):
+    with pytest.raises(ScoreError, match=r"fan section 00 source: no anomalous clips"):
         evaluate_scores(only_normals)
     with pytest.raises(ScoreError, match="no labelled test clips"):
         evaluate_scores(small_table().select(split="train"))
@@ -163,3 +163,41 @@ def test_official_csv_layout_and_json(tmp_path: Path) -> None:
                            repr(res22.rows[0].pauc)]
     assert rows[-3][0] == "official score" and rows[-2][0] == "official score ci95"
     assert float(rows[-2][2]) > 0
+
+
+@pytest.mark.parametrize("protocol", ["dcase2021", "dcase2022", "dcase2025"])
+def test_units_without_normal_or_anomalous_clips_are_named_and_the_rest_evaluated(protocol: str, tmp_path) -> None:
+    """fan section 00 is complete; section 01 target has normal clips only (no anomalies in that
+    domain; dcase2022 and dcase2025 still evaluate it against the section's anomalies); pump section 00
+    has no anomalous clips at all: it is named, everything else is evaluated."""
+    rng = np.random.default_rng(0)
+    clips, scores = [], []
+    plan = [("fan", 0, "source", 10, 10), ("fan", 0, "target", 10, 10), ("fan", 1, "source", 10, 10),
+            ("fan", 1, "target", 10, 0), ("pump", 0, "source", 10, 0)]
+    for machine, section, domain, n_normal, n_anomaly in plan:
+        for label, n in (("normal", n_normal), ("anomaly", n_anomaly)):
+            for i in range(n):
+                name = f"section_{section:02d}_{domain}_test_{label}_{i:04d}.wav"
+                clips.append(Clip(Path(f"/d/{machine}/{domain}_test/{name}"), machine, section, domain, "test", label))
+                scores.append(rng.normal() + (label == "anomaly"))
+    res = evaluate_scores(ScoreTable("det", clips, np.array(scores)), protocol=protocol)
+    skipped = {key: reason for key, reason in res.skipped}
+    assert "no anomalous clips" in skipped[("pump", 0, "source")]
+    evaluated = {(r.machine, r.section, r.domain) for r in res.rows}
+    if protocol == "dcase2021":
+        assert "no anomalous clips" in skipped[("fan", 1, "target")]
+        assert evaluated == {("fan", 0, "source"), ("fan", 0, "target"), ("fan", 1, "source")}
+    else:
+        assert evaluated == {("fan", 0, "source"), ("fan", 0, "target"), ("fan", 1, "source"), ("fan", 1, "target")}
+    if protocol == "dcase2025":  # dcase2022's numbers; the per-domain pAUC of a domain without anomalies is empty
+        res22 = evaluate_scores(ScoreTable("det", clips, np.array(scores)), protocol="dcase2022")
+        assert res.official_score == res22.official_score
+        pauc_domain = {(r.machine, r.section, r.domain): r.pauc_domain for r in res.rows}
+        assert pauc_domain[("fan", 1, "target")] is None
+        assert all(v is not None for k, v in pauc_domain.items() if k != ("fan", 1, "target"))
+    assert 0.0 < res.official_score < 1.0
+    assert "not evaluated: pump section 00 source" in res.format()
+    res.to_official_csv(tmp_path / "result.csv")
+    only_normals = [c for c in clips if c.machine == "pump"]
+    with pytest.raises(ScoreError, match="no anomalous clips"):
+        evaluate_scores(ScoreTable("det", only_normals, np.zeros(len(only_normals))), protocol=protocol)

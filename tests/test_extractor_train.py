@@ -79,8 +79,10 @@ def test_train_one_epoch_checkpoint_and_softmax_scores_by_hand(tmp_path):
     assert {"torch", "timm", "numpy"} <= set(meta["versions"])
     assert raw["config"]["extractor"]["backbone"]["name"] == "tiny_cnn" and raw["config"]["features"] == FeatureSettings.parse(FEATURES).to_dict()
     assert len(meta["val_paths"]) == 2  # round(10 * 0.1) = 1 clip per section
+    assert all(not p.startswith("/") and p.startswith("fan/train/") for p in meta["val_paths"])  # data-root relative
     log_lines = (tmp_path / "train_log.csv").read_text().splitlines()
-    assert log_lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc,seconds,lr" and len(log_lines) == 2
+    assert log_lines[0] == "epoch,train_loss,train_acc,val_loss,val_acc,val_target_acc,seconds,lr"
+    assert len(log_lines) == 2
     assert all(math.isfinite(float(v)) for v in log_lines[1].split(",")[1:5])
 
     test_clip = Clip(Path("/data/fan/test/section_01_source_test_anomaly_0000.wav"), "fan", 1, "source", "test",
@@ -176,7 +178,7 @@ def test_clip_input_adamw_step_schedule(tmp_path):
     ckpt_path = train_extractor(clips, feats, conf, FEATURES, tmp_path, progress=False)
     meta = read_checkpoint(ckpt_path)["meta"]
     assert meta["input"] == "clip" and meta["clip_frames"] == 40
-    lrs = [float(r.split(",")[6]) for r in (tmp_path / "train_log.csv").read_text().splitlines()[1:]]
+    lrs = [float(r.split(",")[7]) for r in (tmp_path / "train_log.csv").read_text().splitlines()[1:]]
     assert lrs == pytest.approx([1e-2, 5e-3])
     emb, scores = extract(ckpt_path, clips, feats, progress=False)  # clips of 49 and 40 frames, whole
     assert emb.shape == (len(clips), 8) and np.isfinite(scores).all()
@@ -279,3 +281,86 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path):
     assert ckpt["meta"]["classes"] == ["fan/section_00", "fan/section_01"]
     assert len((out / "train_log.csv").read_text().splitlines()) == 2
     print(f"torchrun 2 x gloo: {time.perf_counter() - t0:.1f} s")
+
+
+@pytest.mark.parametrize("mode", ["crops", "clips", "none"])
+def test_validation_sees_the_target_domain_of_every_class(mode):
+    """3 target clips per class and a 10 % split by clip hold out none of them; 'crops' holds out the
+    last window of each (the clips keep their other windows for training), 'clips' one whole clip."""
+    from hybrid_asd.extractor.labels import make_labels
+    from hybrid_asd.extractor.settings import ExtractorSettings
+    from hybrid_asd.extractor.train import build_datasets
+
+    clips, feats = tiny_set(n_source=20, n_target=3)
+    logmels = feats.get_many([c.path for c in clips])
+    labels, classes, _ = make_labels(clips, "section")
+    conf = ExtractorSettings.parse(tiny_conf(target_validation=mode))
+    data = build_datasets(clips, logmels, labels, conf, FeatureSettings.parse(FEATURES), seed=0)
+    targets = [i for i, c in enumerate(clips) if c.domain == "target"]
+    val_target_classes = set() if data.val_target is None else set(data.val_target.labels.tolist())
+    if mode == "none":
+        assert data.val_target is None and not set(targets) & set(data.val_idx.tolist())
+        return
+    assert val_target_classes == set(range(len(classes)))  # every class's target domain is validated
+    if mode == "crops":
+        assert sorted(data.tail_idx.tolist()) == targets and not set(targets) & set(data.val_idx.tolist())
+        # every target clip still trains, on all but its last window: 24 of its 40 frames, 2 windows of 16 (hop 8)
+        windows = dict(zip(data.train_idx.tolist(), (len(c) for c in data.train.candidates)))
+        assert all(windows[i] == 2 for i in targets) and windows[0] == 4
+    else:
+        moved = sorted(set(targets) & set(data.val_idx.tolist()))
+        assert len(moved) == len(classes) and not len(data.tail_idx)
+
+
+def test_target_validation_crops_with_every_channel_as_an_input_plane():
+    """data.channel: all gives (channels, n_mels, T) log-mels; 'crops' cuts the frames (last axis)."""
+    from hybrid_asd.extractor.labels import make_labels
+    from hybrid_asd.extractor.settings import ExtractorSettings
+    from hybrid_asd.extractor.train import build_datasets
+
+    clips, feats = tiny_set(n_source=20, n_target=3)
+    logmels = [np.stack([m, m + 1.0]) for m in feats.get_many([c.path for c in clips])]  # two planes
+    labels, classes, _ = make_labels(clips, "section")
+    conf = ExtractorSettings.parse(tiny_conf(target_validation="crops"))
+    data = build_datasets(clips, logmels, labels, conf, FeatureSettings.parse(FEATURES), seed=0)
+    targets = [i for i, c in enumerate(clips) if c.domain == "target"]
+    assert sorted(data.tail_idx.tolist()) == targets and data.geometry["in_channels"] == 2
+    assert set(data.val_target.labels.tolist()) == set(range(len(classes)))
+    windows = dict(zip(data.train_idx.tolist(), (len(c) for c in data.train.candidates)))
+    assert all(windows[i] == 2 for i in targets) and windows[0] == 4
+
+
+@pytest.mark.parametrize("mode", ["crops", "clips"])
+def test_target_validation_leaves_supplemental_training_clips_whole(mode):
+    """DCASE 2025+ supplemental clips used as training clips (data.supplemental.use: train) are
+    source-domain clips: 'crops' cuts tails of the real target clips only, 'clips' moves target clips
+    only; every class's target domain is still validated."""
+    from hybrid_asd.data.names import parse_clip_path
+    from hybrid_asd.data.settings import SupplementalSettings
+    from hybrid_asd.data.supplemental import as_training_clips
+    from hybrid_asd.extractor.labels import make_labels
+    from hybrid_asd.extractor.settings import ExtractorSettings
+    from hybrid_asd.extractor.train import build_datasets
+
+    clips, feats = tiny_set(n_source=20, n_target=3)
+    supplemental = as_training_clips([parse_clip_path(f"/data/fan/supplemental/section_{s:02d}_machine_{i:04d}_.wav")
+                                      for s in (0, 1) for i in range(4)], SupplementalSettings(use="train"))
+    rng = np.random.default_rng(1)
+    for clip in supplemental:
+        feats.logmels[str(clip.path)] = rng.normal(size=(16, 40)).astype(np.float32)
+    clips = clips + supplemental
+    logmels = feats.get_many([c.path for c in clips])
+    labels, classes, _ = make_labels(clips, "section")
+    conf = ExtractorSettings.parse(tiny_conf(target_validation=mode))
+    data = build_datasets(clips, logmels, labels, conf, FeatureSettings.parse(FEATURES), seed=0)
+    targets = {i for i, c in enumerate(clips) if c.domain == "target"}
+    extra = {i for i, c in enumerate(clips) if c.kind == "machine"}
+    assert len(extra) == 8 and all(clips[i].domain == "source" for i in extra)
+    assert set(data.val_target.labels.tolist()) == set(range(len(classes)))
+    if mode == "crops":
+        assert set(data.tail_idx.tolist()) == targets
+        windows = dict(zip(data.train_idx.tolist(), (len(c) for c in data.train.candidates)))
+        assert all(windows[i] == 4 for i in extra if i in windows)  # whole: 40 frames, 4 windows of 16 (hop 8)
+    else:
+        moved = set(data.val_idx.tolist()) - set(data.train_idx.tolist())
+        assert not len(data.tail_idx) and len(moved & targets) == len(classes)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 
 from hybrid_asd.config import load_config
@@ -106,40 +107,175 @@ def test_completed_stages_are_skipped_and_force_reruns(tiny_data, tmp_path, caps
     np.testing.assert_array_equal(rescored.scores, first.scores)
 
 
-def test_adapt_adds_target_clips_and_refits_only_their_section(tiny_data, tmp_path):
+@pytest.fixture(scope="module")
+def fitted_hybrid(tiny_data, tmp_path_factory) -> tuple[Experiment, object]:
+    """demo_hybrid on the tiny data, every stage run once (tests copy it before changing it)."""
+    exp, config = run_config(CONFIG_DIR / "demo_hybrid.yaml", tiny_data, tmp_path_factory.mktemp("fitted"))
+    return exp, config
+
+
+@pytest.fixture(scope="module")
+def new_target_dir(tmp_path_factory) -> Path:
+    """Three new target-domain normal training clips of fan section 01 (as a plant engineer would add
+    recordings of a new operating condition): the tiny preset generated with six target training
+    clips per section, of which the last three are not in ``tiny_data``."""
+    from hybrid_asd.data.synthetic import generate
+
+    more = tmp_path_factory.mktemp("more") / "data"
+    generate(more, preset="tiny", seed=3, machines=["fan"], progress=False, n_target_train=6, sections=[0, 1])
+    out = tmp_path_factory.mktemp("new") / "fan" / "train"
+    out.mkdir(parents=True)
+    for src in sorted((more / "fan" / "train").glob("section_01_target_train_normal_000[345]_*.wav")):
+        shutil.copy(src, out / src.name.replace("normal_000", "normal_090"))
+    assert len(list(out.iterdir())) == 3
+    return out
+
+
+def copied(exp: Experiment, tmp_path: Path) -> Experiment:
+    shutil.copytree(exp.root, tmp_path / "exp")
+    return Experiment(tmp_path / "exp")
+
+
+def test_adapt_adds_target_clips_and_refits_only_their_section(fitted_hybrid, new_target_dir, tmp_path):
+    from hybrid_asd.detectors.adapt import DomainAdaptiveDetector
     from hybrid_asd.detectors.stage import run_adapt
 
-    exp, config = run_config(CONFIG_DIR / "demo_hybrid.yaml", tiny_data, tmp_path)
-    # New target-domain normal clips of section 01: copies of its target test normals, renamed as
-    # training clips (as a plant engineer would add recordings of a new operating condition).
-    new_dir = tmp_path / "new" / "fan" / "train"
-    new_dir.mkdir(parents=True)
-    for i, src in enumerate(sorted((tiny_data / "fan" / "target_test").glob("section_01_target_test_normal_*.wav"))[:3]):
-        shutil.copy(src, new_dir / f"section_01_target_train_normal_{900 + i:04d}_new_1.wav")
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
     untouched = exp.detector_model_dir("knn", "section_00")
     touched = exp.detector_model_dir("knn", "section_01")
     mtime_0 = max(p.stat().st_mtime_ns for p in untouched.rglob("*") if p.is_file())
     mtime_1 = max(p.stat().st_mtime_ns for p in touched.rglob("*") if p.is_file())
-    before = ScoreTable.from_csv(exp.score_table_path("knn")).select(split="test", section=1)
-    new = run_adapt(exp, config, [new_dir], device="cpu", progress=False)
+    bank_before = DomainAdaptiveDetector.load(touched).models_["target"].n_bank_
+    new = run_adapt(exp, config, [new_target_dir], device="cpu", progress=False)
     assert len(new) == 3
     train = exp.train_clips()
     assert sum(c.domain == "target" and c.section == 1 for c in train) == 6
-    # fusion and evaluation read the changed scores: no longer complete
-    assert exp.stage_done("score", config) and not exp.stage_done("fuse", config)
-    assert not exp.stage_done("evaluate", config)
+    assert [str(c.path) for c in exp.adapted_clips()] == [str(c.path) for c in new]
     assert max(p.stat().st_mtime_ns for p in untouched.rglob("*") if p.is_file()) == mtime_0
     assert max(p.stat().st_mtime_ns for p in touched.rglob("*") if p.is_file()) > mtime_1
-    after = ScoreTable.from_csv(exp.score_table_path("knn")).select(split="test", section=1)
+    assert DomainAdaptiveDetector.load(touched).models_["target"].n_bank_ == bank_before + 3
     # The new clips have out-of-fold train scores, and the embeddings grew by them.
     train_scores = ScoreTable.from_csv(exp.detector_train_scores_path("knn"))
     new_paths = {str(c.path) for c in new}
     assert np.isfinite([s for c, s in zip(train_scores.clips, train_scores.scores) if str(c.path) in new_paths]).all()
     assert len(read_clip_list(exp.embedding_clips_path)) == len(train) + len(exp.test_clips())
-    # The copied clips are now in the target memory: their kNN distance drops to (about) zero.
-    assert after.scores.min() <= before.scores.min() + 1e-9
-    assert np.sum(after.scores < 1e-4) >= 3
-    assert run_adapt(exp, config, [new_dir], device="cpu", progress=False) == []  # nothing new twice
+    assert run_adapt(exp, config, [new_target_dir], device="cpu", progress=False) == []  # nothing new twice
+
+
+def test_after_adapt_fuse_evaluate_and_report_hold_the_new_clips(fitted_hybrid, new_target_dir, tmp_path, capsys):
+    """Every table, the OE one included, lists the new clips; fuse and evaluate (which had been run)
+    are rerun on them, so nothing downstream is stale, and rerunning them by hand works too."""
+    from hybrid_asd.cli import main
+    from hybrid_asd.detectors.stage import run_adapt
+
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
+    old_fused = ScoreTable.from_csv(exp.fusion.fused)
+    new = run_adapt(exp, config, [new_target_dir], device="cpu", progress=False)
+    new_paths = {str(c.path) for c in new}
+    for table_id in ("oe", "knn", "mahalanobis"):
+        table = ScoreTable.from_csv(exp.score_table_path(table_id))
+        assert new_paths <= {str(c.path) for c in table.select(split="train").clips}, table_id
+    fused = ScoreTable.from_csv(exp.fusion.fused)
+    assert len(fused) == len(old_fused) + 3 and new_paths <= set(fused.keys())
+    assert all(exp.stage_done(s.name, config) for s in STAGES)
+    assert exp.result_path("fused").stat().st_mtime_ns >= exp.fusion.fused.stat().st_mtime_ns
+    assert main(["fuse", "--exp", str(exp.root), "--force", "--no-progress"]) == 0
+    assert main(["evaluate", "--exp", str(exp.root), "--force", "--no-progress"]) == 0
+    assert main(["report", str(exp.root)]) == 0
+
+
+def test_adapt_refuses_test_clips_listed_named_or_copied(fitted_hybrid, tiny_data, tmp_path):
+    from hybrid_asd.detectors.stage import run_adapt
+    from hybrid_asd.errors import StageError
+
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
+    train_before = exp.manifest_path("train").read_bytes()
+    test_clip = next(c for c in exp.test_clips() if c.domain == "target" and c.label == "normal")
+    with pytest.raises(StageError, match="is a test clip of this experiment"):
+        run_adapt(exp, config, [Path(test_clip.path)], device="cpu", progress=False)
+    named = tmp_path / "named" / "fan" / "target_test"
+    named.mkdir(parents=True)
+    shutil.copy(test_clip.path, named / Path(test_clip.path).name)
+    with pytest.raises(StageError, match="named as a test clip"):
+        run_adapt(exp, config, [named], device="cpu", progress=False)
+    renamed = tmp_path / "renamed" / "fan" / "train"
+    renamed.mkdir(parents=True)
+    shutil.copy(test_clip.path, renamed / f"section_{test_clip.section:02d}_target_train_normal_0950_x_1.wav")
+    with pytest.raises(StageError, match="same content as the test clip"):
+        run_adapt(exp, config, [renamed], device="cpu", progress=False)
+    assert exp.manifest_path("train").read_bytes() == train_before
+
+
+@pytest.mark.parametrize("name, folder, message", [
+    ("section_01_target_train_normal_0950_x_1.wav", "valve/train", "this experiment is 'fan'"),
+    ("section_01_source_train_normal_0950_x_1.wav", "fan/train", "source-domain clip"),
+    ("section_05_target_train_normal_0950_x_1.wav", "fan/train", "section 05 is not a section"),
+    ("section_01_target_train_anomaly_0950_x_1.wav", "fan/train", "normal clips only"),
+    ("section_01_machine_0950_.wav", "fan/supplemental", "is a supplemental clip"),  # DCASE 2025+ layout
+])
+def test_adapt_refuses_other_machine_types_source_clips_and_unknown_sections(
+        fitted_hybrid, new_target_dir, tmp_path, name, folder, message):
+    from hybrid_asd.detectors.stage import run_adapt
+    from hybrid_asd.errors import StageError
+
+    exp, config = fitted_hybrid  # refused before anything is written: no copy needed
+    before = exp.manifest_path("train").read_bytes()
+    path = tmp_path / folder / name
+    path.parent.mkdir(parents=True)
+    shutil.copy(next(new_target_dir.iterdir()), path)
+    with pytest.raises(StageError, match=message):
+        run_adapt(exp, config, [path], device="cpu", progress=False)
+    assert exp.manifest_path("train").read_bytes() == before
+
+
+def test_failed_adapt_changes_nothing_and_an_interrupted_one_is_finished_by_a_rerun(
+        fitted_hybrid, new_target_dir, tmp_path, monkeypatch):
+    import hybrid_asd.detectors.stage as detector_stage
+    from hybrid_asd.errors import DataError
+
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
+    folder = tmp_path / "with_corrupt" / "fan" / "train"
+    shutil.copytree(new_target_dir, folder)
+    (folder / "section_01_target_train_normal_0999_x_1.wav").write_bytes(b"RIFF....not audio")
+    snapshot = {p: p.read_bytes() for p in (exp.manifest_path("train"), exp.embeddings_path,
+                                             exp.score_table_path("oe"))}
+    with pytest.raises(DataError, match="0999"):
+        detector_stage.run_adapt(exp, config, [folder], device="cpu", progress=False)
+    assert all(p.read_bytes() == data for p, data in snapshot.items())
+    assert all(exp.stage_done(s.name, config) for s in STAGES)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detector_stage, "refit_sections", crash)
+    with pytest.raises(KeyboardInterrupt):
+        detector_stage.run_adapt(exp, config, [new_target_dir], device="cpu", progress=False)
+    assert not exp.stage_done("fit", config)  # the clips are in, the refit is not: fit is not complete
+    monkeypatch.undo()
+    assert detector_stage.run_adapt(exp, config, [new_target_dir], device="cpu", progress=False) == []
+    assert all(exp.stage_done(s.name, config) for s in STAGES)
+    knn = ScoreTable.from_csv(exp.score_table_path("knn"))
+    assert len(knn.select(split="train")) == len(exp.train_clips())
+
+
+def test_run_after_adapt_keeps_the_adapted_clips(fitted_hybrid, new_target_dir, tmp_path):
+    from hybrid_asd.detectors.stage import run_adapt
+
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
+    new = run_adapt(exp, config, [new_target_dir], device="cpu", progress=False)
+    scores = exp.score_table_path("knn")
+    mtime = scores.stat().st_mtime_ns
+    run_stages(exp, config, progress=False)  # prepare rescans the data root, which lacks the new clips
+    assert {str(c.path) for c in new} <= {str(c.path) for c in exp.train_clips()}
+    assert scores.stat().st_mtime_ns == mtime  # nothing changed, nothing refitted
+
+
+def test_prepare_with_changed_clip_lists_reruns_later_stages(fitted_hybrid, tmp_path):
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
+    clips = exp.train_clips()
+    exp.write_clips("train", clips[:-1])  # as if the data root had gained a clip since
+    run_stage(exp, config, "prepare", progress=False, force=True)
+    assert [s.name for s in STAGES if exp.stage_done(s.name, config)] == ["prepare"]
 
 
 def test_shell_recipe_runs_stages_and_skips_completed_ones(tiny_data, tmp_path):
@@ -265,3 +401,168 @@ def test_threshold_quantile_change_rewrites_decisions_and_nothing_upstream(tiny_
     # a lower threshold marks more test clips anomalous
     new_decisions = read_decision_file(decisions)
     assert sum(new_decisions.values()) > sum(old_decisions.values())
+
+
+def _mimii_folder(root: Path, normals: int, abnormals: int, seconds: float = 1.0) -> Path:
+    """A MIMII-layout folder of 8-channel files (the MIMII format) with one id."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    for label, count, gain in (("normal", normals, 0.05), ("abnormal", abnormals, 0.2)):
+        folder = root / "pump" / "id_00" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            audio = (gain * rng.standard_normal((int(16000 * seconds), 8))).astype(np.float32)
+            sf.write(folder / f"{i:08d}.wav", audio, 16000, subtype="PCM_16")
+    return root
+
+
+def test_mimii_normal_and_abnormal_clips_sharing_a_file_name_are_scored_apart(tmp_path):
+    """MIMII names normal/00000000.wav and abnormal/00000000.wav alike: both reach the official
+    files, under the DCASE 2020 names of those recordings."""
+    from hybrid_asd.evaluation.submission import read_score_file
+
+    data = _mimii_folder(tmp_path / "mimii", normals=8, abnormals=3)
+    config = load_config(None, [f"data.root={data}", "data.machine=pump", "extractor=null",
+                                "detectors=[{name: mahalanobis, input: logmel_stats, adaptation: {mode: pooled}}]"])
+    exp = Experiment(tmp_path / "exp")
+    results = run_stages(exp, config, progress=False)
+    scores = read_score_file(exp.submission_dir("mahalanobis") / "anomaly_score_pump_section_00_source_test.csv")
+    assert {"normal_id_00_00000000.wav", "anomaly_id_00_00000000.wav"} <= set(scores)
+    assert len(scores) == 6  # 3 abnormal + as many normal test clips (the MIMII baseline's split)
+    assert 0.0 <= results["fused"].official_score <= 1.0
+
+
+def test_mimii_split_without_training_clips_says_why_and_the_override_keeps_some(tmp_path, capsys):
+    from hybrid_asd.cli import main
+
+    data = _mimii_folder(tmp_path / "mimii", normals=4, abnormals=4)
+    args = ["prepare", "--exp", str(tmp_path / "exp"), "--data-root", str(data), "--machine", "pump",
+            "--set", "extractor=null"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no training clips" in err and "id_00: 4 normal, 4 abnormal" in err and "--mimii-test-normals" in err
+    assert main(args + ["--mimii-test-normals", "1"]) == 0
+    exp = Experiment(tmp_path / "exp")
+    assert len(exp.train_clips()) == 3
+    assert sum(c.label == "normal" for c in exp.test_clips()) == 1
+
+
+def test_run_from_a_later_stage_continues_with_the_saved_config(tiny_data, tmp_path, capsys):
+    from hybrid_asd.cli import main
+
+    overrides = [f"data.root={tiny_data}", "data.machine=fan", "extractor=null",
+                 "detectors=[{name: mahalanobis, input: logmel_stats, adaptation: {mode: pooled}}]"]
+    exp = Experiment(tmp_path / "exp")
+    run_stages(exp, load_config(None, overrides), stop_stage="score", progress=False)
+    assert main(["run", "--exp", str(exp.root), "--stage", "fuse", "--no-progress"]) == 0
+    assert exp.result_path("fused").is_file()
+    assert "official score" in capsys.readouterr().out
+
+
+def test_stale_fused_scores_are_not_evaluated_and_the_report_says_so(fitted_hybrid, tmp_path, capsys):
+    from hybrid_asd.cli import main
+    from hybrid_asd.evaluation.report_data import load_experiment
+
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
+    exp.clear_stages_after("score")  # as after new scores: fused/ is older than its inputs
+    assert main(["evaluate", "--exp", str(exp.root), "--force", "--no-progress"]) == 2
+    assert "fused.csv is stale" in capsys.readouterr().err
+    notes = [n.text for n in load_experiment(exp.root).notes]
+    assert any("'fuse' stage is not complete" in n for n in notes)
+
+
+def test_a_failed_fuse_keeps_the_previous_weights(fitted_hybrid, tmp_path):
+    from hybrid_asd.errors import ScoreError
+    from hybrid_asd.ensemble.stage import run_fuse
+
+    exp = copied(fitted_hybrid[0], tmp_path)
+    weights = exp.fusion.weights.read_bytes()
+    knn = ScoreTable.from_csv(exp.score_table_path("knn"))
+    ScoreTable("knn", knn.clips[1:], knn.scores[1:]).to_csv(exp.score_table_path("knn"))  # a clip short
+    with pytest.raises(ScoreError, match="clip list differs"):
+        run_fuse(list(exp.score_table_paths().values()), exp.fusion.folder, weights={"knn": 2.0})
+    assert exp.fusion.weights.read_bytes() == weights
+
+
+def test_documented_cross_experiment_fuse_of_two_approaches_with_oe_tables(tiny_data, tmp_path, capsys):
+    """docs/recipes.md: fuse --tune over a wilkinghoff2021_serial and a lopez2021_parallel experiment
+    (both have an 'oe' table), then fuse --weights with the tuned weights."""
+    from hybrid_asd.cli import main
+
+    exp_root = tmp_path / "exp"
+    for name in ("wilkinghoff2021_serial", "lopez2021_parallel"):
+        config = load_config(CONFIG_DIR / f"{name}.yaml", [f"data.root={tiny_data}", "data.machine=fan"]
+                             + tiny_overrides(CONFIG_DIR / f"{name}.yaml"))
+        run_stages(Experiment.for_run(exp_root, name, "fan", 0), config, progress=False)
+    wilk, lopez = (exp_root / n / "fan" / "seed0" for n in ("wilkinghoff2021_serial", "lopez2021_parallel"))
+    dev = tmp_path / "ours" / "fan" / "dev"
+    assert main(["fuse", "--scores", str(wilk), str(lopez), "--detectors", "lopez2021_parallel/oe", "knn", "cflow",
+                 "--tune", "--out", str(dev)]) == 0
+    tuned = yaml.safe_load((dev / "weights.yaml").read_text())["ensemble"]
+    assert sorted(tuned["members"]) == ["cflow", "knn", "lopez2021_parallel/oe"]
+    assert set(tuned["weights"]) == {"knn", "lopez2021_parallel/oe", "cflow"}
+    assert "lopez2021_parallel/oe" in (dev / "tuning.txt").read_text()
+    evaluated = tmp_path / "ours" / "fan" / "eval"
+    assert main(["fuse", "--scores", str(wilk), str(lopez), "--detectors", "lopez2021_parallel/oe", "knn", "cflow",
+                 "--weights", str(dev / "weights.yaml"), "--out", str(evaluated)]) == 0
+    np.testing.assert_allclose(ScoreTable.from_csv(evaluated / "fused.csv").scores,
+                               ScoreTable.from_csv(dev / "fused.csv").scores)
+    # a plain id takes the tables of every approach, each its own member
+    both = tmp_path / "both"
+    assert main(["fuse", "--scores", str(wilk), str(lopez), "--detectors", "oe", "--out", str(both)]) == 0
+    members = yaml.safe_load((both / "weights.yaml").read_text())["ensemble"]["members"]
+    assert members == ["wilkinghoff2021_serial/oe", "lopez2021_parallel/oe"]
+
+
+def test_a_published_checkpoint_is_used_as_its_card_says(fitted_hybrid, tiny_data, tmp_path, monkeypatch):
+    """publish, then run the card's 'Use' commands word for word on other data (here the tiny data)."""
+    import shlex
+
+    from hybrid_asd.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["publish", "--exp", str(fitted_hybrid[0].root), "--name", "mine", "--dest", "checkpoints"]) == 0
+    card = (tmp_path / "checkpoints" / "mine" / "MODEL_CARD.md").read_text()
+    steps = card.split("## Use", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    for line in filter(None, (raw.split("#", 1)[0].strip() for raw in steps.splitlines())):
+        line = line.replace("<root>", str(tiny_data))
+        if line.startswith("hybrid-asd "):
+            assert main(shlex.split(line)[1:] + (["--no-progress"] if " run " in f" {line} " else [])) == 0, line
+        else:
+            assert subprocess.run(line, shell=True, cwd=tmp_path).returncode == 0, line
+    used = Experiment(tmp_path / "exp" / "mine")
+    assert not used.stage_done("train", load_config(used.config_path))  # the published extractor, not retrained
+    assert used.result_path("fused").is_file() and (used.report_dir / "report.html").is_file()
+
+
+def test_adapt_interrupted_before_the_clip_list_doubles_no_embedding_on_rerun(fitted_hybrid, new_target_dir, tmp_path,
+                                                                               monkeypatch):
+    import hybrid_asd.detectors.stage as detector_stage
+
+    exp, config = copied(fitted_hybrid[0], tmp_path), fitted_hybrid[1]
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exp, "write_clips", crash)  # embeddings and OE rows appended, train.csv not yet
+    with pytest.raises(KeyboardInterrupt):
+        detector_stage.run_adapt(exp, config, [new_target_dir], device="cpu", progress=False)
+    monkeypatch.undo()
+    assert len(detector_stage.run_adapt(exp, config, [new_target_dir], device="cpu", progress=False)) == 3
+    paths = [str(c.path) for c in read_clip_list(exp.embedding_clips_path)]
+    assert len(paths) == len(set(paths)) == len(exp.train_clips()) + len(exp.test_clips())
+    oe = ScoreTable.from_csv(exp.score_table_path("oe"))
+    assert len(oe.keys()) == len(set(oe.keys())) == len(paths)
+
+
+def test_an_experiment_saved_before_a_config_key_existed_continues_without_overwrite(tmp_path):
+    config = load_config(None, ["data.machine=fan", "detectors=[{name: knn, input: logmel_stats}]"])
+    exp = Experiment(tmp_path / "exp")
+    exp.init(config)
+    saved = yaml.safe_load(exp.config_path.read_text())
+    del saved["detectors"][0]["standardise"], saved["extractor"]["target_validation"]  # keys added by #14
+    exp.config_path.write_text(yaml.safe_dump(saved))
+    exp.init(config)  # the same config: no "different config" refusal
+    with pytest.raises(Exception, match="different config"):
+        exp.init(load_config(None, ["data.machine=fan", "detectors=[{name: knn, input: logmel_stats, standardise: false}]"]))

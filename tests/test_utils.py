@@ -49,3 +49,63 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_temporary_files_of_killed_runs_are_removed_on_the_next_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from hybrid_asd.utils import atomic_path, remove_stale_temp_files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / "sub").mkdir()
+    leftover = tmp_path / "sub" / f".scores.csv.{dead_pid}.ab12cd.tmp"
+    leftover.write_text("half written")
+    live = tmp_path / f".scores.csv.{os.getppid()}.ef34gh.tmp"  # a live process's file is kept
+    live.write_text("being written")
+    with atomic_path(tmp_path / "x.csv") as tmp:
+        assert f".{os.getpid()}." in tmp.name  # the writer's pid is in the name
+        assert remove_stale_temp_files(tmp_path) == 1  # our own file in progress is kept too
+        assert tmp.exists()
+    assert not leftover.exists() and live.exists()
+
+
+def test_logs_keep_other_libraries_quiet_and_print_plain_numbers(capsys):
+    import logging
+
+    import numpy as np
+
+    from hybrid_asd.utils import setup_logging
+
+    setup_logging("INFO")
+    try:
+        logging.getLogger("faiss.loader").info("Could not load library with AVX512 support due to: ModuleNotFoundError")
+        logging.getLogger("hybrid_asd.ensemble.tune").info("tuned %s: %s", "fan", {"knn": np.float64(0.1), "oe": np.float32(0.5)})
+        logging.getLogger("faiss.loader").warning("a real problem")
+    finally:
+        setup_logging("INFO")  # as any main() call in the suite leaves it
+    err = capsys.readouterr().err
+    assert "AVX512" not in err and "a real problem" in err
+    assert "{'knn': 0.1, 'oe': 0.5}" in err and "np.float" not in err
+
+
+def test_plain_numbers_leave_named_tuples_and_odd_arguments_alone():
+    from collections import namedtuple
+
+    import numpy as np
+
+    from hybrid_asd.utils import PlainNumbers, plain
+
+    Edge = namedtuple("Edge", "pc stack")
+    edge = Edge(38, ("x",))
+    assert plain([edge, np.int64(3)]) == [edge, 3] and plain(edge) is edge
+    record = logging_record("%s %s", (edge, np.float64(0.25)))
+    assert PlainNumbers().filter(record) and record.getMessage() == "Edge(pc=38, stack=('x',)) 0.25"
+
+
+def logging_record(msg, args):
+    import logging
+
+    return logging.LogRecord("x", logging.INFO, __file__, 1, msg, args, None)

@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from hybrid_asd.data.channels import ChannelChoice, select_channels
+from hybrid_asd.data.channels import ChannelChoice, channel_used, select_channels
 from hybrid_asd.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,22 @@ def audio_info(path: str | Path) -> dict[str, Any]:
     }
 
 
+_CHANNEL_NOTES: set[tuple[int, ChannelChoice]] = set()
+
+
+def note_channel(path: Path, channels: int, channel: ChannelChoice) -> None:
+    """Say once per process (per channel count and setting) what multi-channel files give."""
+    if (channels, channel) in _CHANNEL_NOTES:
+        return
+    _CHANNEL_NOTES.add((channels, channel))
+    mimii = path.parent.name in ("normal", "abnormal")  # MIMII's 8-channel array recordings: expected
+    # an index drops the other channels silently; mean/all use every channel (an explicit choice)
+    quiet = mimii or channel in ("mean", "all")
+    (log.info if quiet else log.warning)(
+        "%s has %d channels: %s (data.channel; said once for all such files)", path, channels,
+        channel_used(channel, channels))
+
+
 def fit_length(signal: np.ndarray, length: int) -> np.ndarray:
     """Crop to ``length`` samples or zero-pad at the end (the last axis: ``(channels, n)`` works too)."""
     if signal.shape[-1] >= length:
@@ -133,6 +149,8 @@ def load_audio(
         data, _ = sf.read(str(path), dtype="float32", always_2d=True, stop=stop)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise DataError(f"{path}: failed to read audio ({exc})") from exc
+    if info.channels > 1:
+        note_channel(path, info.channels, channel)
     signal = select_channels(data, channel, path)
     if not np.all(np.isfinite(signal)):
         raise DataError(f"{path}: audio holds NaN or infinite samples")

@@ -22,8 +22,8 @@ import numpy as np
 
 from hybrid_asd.errors import DataError
 
-__all__ = ["ChannelChoice", "BASELINE_CHANNEL", "CHANNEL_MODES", "describe_channel", "select_channels",
-           "n_planes"]
+__all__ = ["ChannelChoice", "BASELINE_CHANNEL", "CHANNEL_MODES", "channel_used", "describe_channel",
+           "select_channels", "n_planes"]
 
 CHANNEL_MODES = ("mean", "all")
 ChannelChoice = Union[int, str]  # an index >= 0, "mean" or "all"
@@ -39,6 +39,18 @@ def describe_channel(choice: ChannelChoice) -> str:
     near = " (DCASE 2026: the near microphone; the official baseline's choice)" if choice == BASELINE_CHANNEL else \
         " (DCASE 2026: the far microphone)" if choice == 1 else ""
     return f"data.channel = {choice}: channel {choice} only{near}"
+
+
+def channel_used(choice: ChannelChoice, channels: int) -> str:
+    """What ``choice`` takes from a file of ``channels`` channels, in words ("channel 0 is used",
+    "the mean of the 2 channels is used", ...; "channel 3 does not exist" for an index out of range)."""
+    if choice == "mean":
+        return f"the mean of the {channels} channels is used"
+    if choice == "all":
+        return f"all {channels} channels are used (one log-mel plane each)"
+    if int(choice) >= channels:
+        return f"channel {choice} does not exist"
+    return f"channel {choice} is used"
 
 
 def select_channels(data: np.ndarray, choice: ChannelChoice, path: object = "") -> np.ndarray:

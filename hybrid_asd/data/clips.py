@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hybrid_asd.utils import atomic_path
 
 DOMAINS = ("source", "target")
+# MIMII (2019) keeps normal and abnormal clips of one id in two folders with the same file names
+# (id_00/normal/00000000.wav, id_00/abnormal/00000000.wav); see :func:`official_name`.
+MIMII_LABEL_NAMES = {"normal": "normal", "abnormal": "anomaly"}
+_MIMII_ID_FOLDER = re.compile(r"^id_(\d+)$")
 SPLITS = ("train", "test", "supplemental")  # supplemental: DCASE 2025+ supplemental recordings
 LABELS = ("normal", "anomaly", "unknown")
 
@@ -50,10 +55,39 @@ class Clip:
 
     @property
     def name(self) -> str:
-        return Path(self.path).name
+        """The clip's name in official files (score/decision files, ground truth): unique within its
+        machine type and section (see :func:`official_name`)."""
+        return official_name(self.path)
 
     def with_label(self, label: str) -> "Clip":
         return replace(self, label=label)
+
+
+def official_name(path: str | Path) -> str:
+    """The name of a clip in official files: its file name, except in the MIMII layout.
+
+    MIMII's ``<machine>/id_00/normal/00000000.wav`` and ``.../abnormal/00000000.wav`` share a file
+    name, so they are named as the DCASE 2020 Task 2 data named the same recordings:
+    ``normal_id_00_00000000.wav`` and ``anomaly_id_00_00000000.wav``.
+    """
+    path = Path(path)
+    folder = MIMII_LABEL_NAMES.get(path.parent.name)
+    match = _MIMII_ID_FOLDER.match(path.parent.parent.name)
+    if folder is not None and match is not None:
+        return f"{folder}_id_{match[1]}_{path.name}"
+    return path.name
+
+
+def clip_relpath(path: str | Path) -> str:
+    """A clip's path relative to its data root, ``<machine>/<split folder>/<file>`` (MIMII:
+    ``<machine>/id_<nn>/<normal|abnormal>/<file>``), with "/" separators.
+
+    What identifies a clip across machines and data-root locations: checkpoints store their
+    validation clips (and fingerprint their training clips) this way, so a checkpoint trained
+    elsewhere still finds its validation clips in a table of local absolute paths."""
+    parts = Path(path).parts
+    keep = 4 if official_name(path) != Path(path).name else 3
+    return "/".join(parts[-keep:])
 
 
 # --- tabular form (manifests, score tables) ---------------------------------------------

@@ -29,7 +29,8 @@ from hybrid_asd.data.download_catalogue import (
     DATASETS, DEFAULT_BASE_URL, DEFAULT_PARTS, Archive, Dataset, Record, file_url, get_dataset, record_api_url,
 )
 from hybrid_asd.data.download_http import (
-    PARTIAL_SUFFIX, RecordListings, ResumableDownloader, fetch_verified, get_json, parse_record_files,
+    PARTIAL_SUFFIX, ChecksumMismatch, RecordListings, ResumableDownloader, fetch_verified, get_json,
+    parse_record_files,
 )
 from hybrid_asd.data.download_unpack import MARKER_SUFFIX, marker_done, member_destination, unpack
 from hybrid_asd.errors import ConfigError, DataError
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 ARCHIVE_DIR = "archives"  # under <dest>/<dataset>/
 
 
-def _select_parts(spec: Dataset, parts: Sequence[str] | str) -> list[Record]:
+def _select_parts(spec: Dataset, parts: Sequence[str] | str | None) -> list[Record]:
+    if parts is None:
+        return list(spec.records)
     names = [parts] if isinstance(parts, str) else list(parts)
     if not names:
         raise ConfigError(f"parts: choose at least one of {', '.join(spec.parts)}")
@@ -90,7 +93,7 @@ def download(
         dest: folder; everything goes under ``<dest>/<dataset>/`` (layout in docs/download.md).
         dataset: a key of :data:`DATASETS` (``dcase2020`` ... ``dcase2023``, ``dcase2025``, ``dcase2026``).
         parts: any of ``dev``, ``additional``, ``eval``, ``ground_truth`` that the data set has;
-            None: all of them.
+            None: every part it has (the ground truth is published for 2021 only).
         machines: machine types to fetch (case-insensitive); None: all. Ground truth is one
             archive for all machine types and is fetched whatever this says.
         base_url: Zenodo (or a mirror with the same paths: ``/api/records/<id>``,
@@ -140,7 +143,7 @@ def _fetch_and_unpack(
     archive: Archive,
     target: Path,
     archive_dir: Path,
-    listing: Callable[[int], dict[str, str | None]],
+    listing: RecordListings,
     session: "requests.Session",
     *,
     base_url: str,
@@ -164,8 +167,15 @@ def _fetch_and_unpack(
         md5 = files[archive.name]
         if md5 is None:
             raise DataError(f"{url}: the Zenodo record gives no md5 checksum for {archive.name}; cannot verify it")
-    path = fetch_verified(url, archive_dir, archive.name, md5, retries=retries, timeout=timeout,
-                          progress=progress, session=session)
+    try:
+        path = fetch_verified(url, archive_dir, archive.name, md5, retries=retries, timeout=timeout,
+                              progress=progress, session=session)
+    except ChecksumMismatch as exc:
+        if archive.md5 is None:  # the checksum came from a (cached) listing: ask the record again next time
+            listing.forget(record.record_id)
+            raise DataError(f"{exc}; the record's cached file list was removed, so the next run reads the "
+                            "checksum from the record again") from None
+        raise
     count = unpack(path, target, archive.machine, record.flatten_csv)
     atomic_write_json(marker, {"archive": archive.name, "md5": md5, "record": record.record_id,
                                "url": url, "target": str(target), "files": count})

@@ -12,7 +12,8 @@ from urllib.parse import quote
 from hybrid_asd.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://zenodo.org"
-DEFAULT_PARTS = ("dev", "additional", "eval", "ground_truth")
+ALL_PARTS = ("dev", "additional", "eval", "ground_truth")  # every part any data set has
+DEFAULT_PARTS = ALL_PARTS  # kept for old imports; download() defaults to the data set's own parts
 
 
 @dataclass(frozen=True)
@@ -197,3 +198,10 @@ def file_url(base_url: str, record_id: int, name: str) -> str:
     return f"{base_url.rstrip('/')}/records/{record_id}/files/{quote(name)}?download=1"
 
 
+def catalogue_help() -> str:
+    """One line per data set: its parts and machine types (for ``hybrid-asd download --help``)."""
+    lines = []
+    for name in sorted(DATASETS):
+        spec = DATASETS[name]
+        lines.append(f"{name}: parts {', '.join(spec.parts)}; machine types {', '.join(spec.machines)}")
+    return "\n".join(lines)

@@ -143,6 +143,10 @@ def _range_start(response: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class ChecksumMismatch(DataError):
+    """A download whose md5 never matched the expected one."""
+
+
 def fetch_verified(
     url: str,
     folder: Path,
@@ -174,7 +178,7 @@ def fetch_verified(
             match = re.search(r"but got ([0-9a-fA-F]+)", str(exc))
             actual = match.group(1) if match else "unknown"
             log.warning("%s: md5 %s, expected %s (download %d of %d)", name, actual, md5, attempt + 1, retries + 1)
-    raise DataError(
+    raise ChecksumMismatch(
         f"{folder / name}: md5 checksum mismatch after {retries + 1} download(s) from {url}: "
         f"expected {md5}, got {actual}; the bad download was deleted"
     )
@@ -226,8 +230,10 @@ def get_json(session: "requests.Session", url: str, *, retries: int, timeout: fl
 class RecordListings:
     """Each record's file list, fetched at most once and cached on disk.
 
-    Published Zenodo versions cannot change their files, so the cached listing stays valid and
-    a repeated run needs no request at all.
+    Published Zenodo versions cannot change their files, so a cached listing stays valid and a
+    repeated run needs no request at all, as long as it came from the same address: a listing
+    cached from another ``base_url`` (a mirror) is asked for again. :meth:`forget` drops a listing
+    whose checksum a download did not match.
     """
 
     def __init__(self, cache_dir: Path, fetch: Callable[[str], Any], base_url: str) -> None:
@@ -239,18 +245,30 @@ class RecordListings:
     def __call__(self, record_id: int) -> dict[str, str | None]:
         if record_id in self._memory:
             return self._memory[record_id]
-        cache = self.cache_dir / f"zenodo_record_{record_id}.json"
+        cache = self.cache_path(record_id)
+        url = record_api_url(self.base_url, record_id)
         files: dict[str, str | None] | None = None
         if cache.is_file():
             try:
-                files = json.loads(cache.read_text(encoding="utf-8"))["files"]
-            except (OSError, ValueError, KeyError, TypeError):
+                saved = json.loads(cache.read_text(encoding="utf-8"))
+                if saved.get("url") == url:
+                    files = saved["files"]
+                else:
+                    log.info("%s was read from %s; asking %s", cache, saved.get("url"), url)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 log.warning("%s: unreadable; asking Zenodo again", cache)
         if files is None:
-            url = record_api_url(self.base_url, record_id)
             files = parse_record_files(self.fetch(url), url)
             atomic_write_json(cache, {"record": record_id, "url": url, "files": files})
         self._memory[record_id] = files
         return files
+
+    def cache_path(self, record_id: int) -> Path:
+        return self.cache_dir / f"zenodo_record_{record_id}.json"
+
+    def forget(self, record_id: int) -> None:
+        """Drop a record's listing (memory and disk), so that it is fetched again."""
+        self._memory.pop(record_id, None)
+        self.cache_path(record_id).unlink(missing_ok=True)
 
 

@@ -8,7 +8,9 @@ Layouts walked under ``root``:
   :func:`split_mimii` makes the one of the MIMII paper's baseline (Purohit et al. 2019, the
   ``dataset_generator`` of MIMII-hitachi/mimii_baseline): per machine type and id, every abnormal
   clip and as many normal clips (the first ones in sorted order) are test clips, the remaining
-  normal clips are training clips.
+  normal clips are training clips. ``mimii_test_normals`` (config ``data.mimii_test_normals``, CLI
+  ``--mimii-test-normals``) sets the number of normal test clips per id instead, for small folders
+  where the baseline's rule would leave no training clip.
 
 A ``.wav`` whose name matches no scheme lands in ``Manifest.problems`` with the reason, never
 silently dropped. With ``ground_truth`` (a folder of official ``ground_truth_*.csv`` files),
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from hybrid_asd.data.audio import audio_info
+from hybrid_asd.data.channels import ChannelChoice, channel_used
 from hybrid_asd.data.clips import LABELS, Clip
 from hybrid_asd.data.ground_truth import GroundTruthKey, read_ground_truth_dir
 from hybrid_asd.data.names import UNKNOWN_DOMAIN, NameParseError, parse_clip_path
@@ -32,7 +35,7 @@ from hybrid_asd.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Manifest", "scan", "split_mimii"]
+__all__ = ["AudioExpectations", "Manifest", "no_training_clips_reason", "scan", "split_mimii"]
 
 _CLIP_FIELDS = frozenset(f.name for f in fields(Clip))
 _MIMII_LABEL_FOLDERS = ("normal", "abnormal")
@@ -48,6 +51,9 @@ class Manifest:
     clips: list[Clip] = field(default_factory=list)
     problems: list[tuple[Path, str]] = field(default_factory=list)
     root: Path | None = None
+    # with check_audio: files that are used but differ from the expected format (other sample rate,
+    # several channels, shorter than one patch), (path, what)
+    notes: list[tuple[Path, str]] = field(default_factory=list)
 
     def select(self, **criteria: Any) -> list[Clip]:
         """Clips whose fields equal the criteria, e.g. ``select(machine="fan", split="train")``.
@@ -103,6 +109,13 @@ class Manifest:
             lines.append(f"  {path.name}: {reason}")
         if len(self.problems) > _SUMMARY_PROBLEMS:
             lines.append(f"  ... and {len(self.problems) - _SUMMARY_PROBLEMS} more")
+        if self.notes:
+            kinds: dict[str, list[Path]] = {}
+            for path, what in self.notes:
+                kinds.setdefault(what, []).append(path)
+            lines.append(f"audio notes: {len(self.notes)}")
+            for what, paths in kinds.items():
+                lines.append(f"  {len(paths)} file(s): {what}, e.g. {paths[0].name}")
         return "\n".join(lines)
 
 
@@ -111,6 +124,8 @@ def scan(
     machines: list[str] | None = None,
     ground_truth: str | Path | None = None,
     check_audio: bool = False,
+    mimii_test_normals: int | None = None,
+    audio: AudioExpectations | None = None,
 ) -> Manifest:
     """Walk ``root/<machine>/<split folder>/*.wav`` into a :class:`Manifest`.
 
@@ -118,8 +133,11 @@ def scan(
         root: data root holding one folder per machine type.
         machines: machine folders to scan; ``None`` scans every non-hidden folder of ``root``.
         ground_truth: folder of official ``ground_truth_<machine>_section_<nn>_<domain>_test.csv``.
-        check_audio: also read every header (:func:`hybrid_asd.data.audio.audio_info`); unreadable,
-            empty or truncated files become problems instead of clips.
+        check_audio: also read every header (:func:`hybrid_asd.data.audio.audio_info`): corrupt, empty,
+            truncated files and files too short for one log-mel frame become problems instead of clips;
+            files at another sample rate, with several channels or shorter than one patch become
+            ``notes`` (``audio`` says what is expected; default: the default config's).
+        mimii_test_normals: normal test clips per MIMII id (default: as many as its abnormal clips).
 
     Raises:
         DataError: ``root`` or a requested machine folder is missing, or no ``.wav`` file is found.
@@ -134,11 +152,11 @@ def scan(
         if not wavs:
             log.warning("no .wav files under %s", machine_dir)
         for path in wavs:
-            _add_clip(manifest, path, machine_dir.name, check_audio)
+            _add_clip(manifest, path, machine_dir.name, check_audio, audio or AudioExpectations())
     if not manifest.clips and not manifest.problems:
         names = [d.name for d in machine_dirs]
         raise DataError(f"{root}: no .wav files found under <machine>/<split folder>/ for machines {names}")
-    manifest.clips = split_mimii(manifest.clips)
+    manifest.clips = split_mimii(manifest.clips, mimii_test_normals)
     if ground_truth is not None:
         _join_ground_truth(manifest, Path(ground_truth))
     if manifest.problems:
@@ -147,11 +165,12 @@ def scan(
     return manifest
 
 
-def split_mimii(clips: list[Clip]) -> list[Clip]:
+def split_mimii(clips: list[Clip], test_normals: int | None = None) -> list[Clip]:
     """The MIMII baseline's split: per (machine, id), the first n normal clips in sorted path order
     go to test with the n abnormal ones; the other normal clips become training clips.
 
-    Clips of other schemes pass unchanged; the order of ``clips`` is kept."""
+    ``test_normals`` replaces n (the number of abnormal clips of the id) by a fixed number. Clips of
+    other schemes pass unchanged; the order of ``clips`` is kept."""
     mimii = [c for c in clips if c.scheme == "mimii"]
     if not mimii:
         return clips
@@ -162,8 +181,55 @@ def split_mimii(clips: list[Clip]) -> list[Clip]:
             normals.setdefault((clip.machine, clip.section), []).append(clip)
     to_train: set[Path] = set()
     for key, group in normals.items():
-        to_train.update(c.path for c in sorted(group, key=lambda c: str(c.path))[n_anomalies[key]:])
+        n_test = n_anomalies[key] if test_normals is None else test_normals
+        to_train.update(c.path for c in sorted(group, key=lambda c: str(c.path))[n_test:])
     return [replace(c, split="train") if c.path in to_train else c for c in clips]
+
+
+def no_training_clips_reason(manifest: Manifest, machine: str) -> str:
+    """Why ``machine`` has no training clip in ``manifest``, in words a user can act on."""
+    mimii = [c for c in manifest.clips if c.machine == machine and c.scheme == "mimii"]
+    if not mimii:
+        found = len([c for c in manifest.clips if c.machine == machine])
+        return (f"{found} clip(s) of {machine!r} found, none in a training folder "
+                f"(<root>/{machine}/train/)" if found else f"no clips of {machine!r} found")
+    parts = []
+    for section in sorted({c.section for c in mimii}):
+        normal = sum(c.section == section and c.label == "normal" for c in mimii)
+        abnormal = sum(c.section == section and c.label == "anomaly" for c in mimii)
+        parts.append(f"id_{section:02d}: {normal} normal, {abnormal} abnormal")
+    return ("MIMII has no train/test split; the MIMII baseline's rule puts as many normal clips into test as an id "
+            f"has abnormal ones, which took every normal clip ({'; '.join(parts)}). Keep fewer normal test clips "
+            "per id with --mimii-test-normals N (config data.mimii_test_normals)")
+
+
+@dataclass(frozen=True)
+class AudioExpectations:
+    """What ``scan(check_audio=True)`` compares each header with (defaults: the default config's
+    ``data`` and ``features``: 16 kHz, channel 0, n_fft 1024, patches of 64 frames of hop 512)."""
+
+    sample_rate: int = 16000
+    channel: ChannelChoice = 0  # data.channel: an index, "mean" or "all"
+    min_samples: int = 1024 // 2 + 1  # one centred STFT frame (reflect padding)
+    patch_samples: int = 63 * 512  # one patch of 64 frames at hop 512
+
+    def check(self, path: Path, info: dict[str, Any]) -> list[str]:
+        """Notes on a readable file; a DataError when it is too short to give even one log-mel frame."""
+        seconds = info["frames"] / info["sample_rate"]
+        samples = int(round(seconds * self.sample_rate))
+        if samples < self.min_samples:
+            raise DataError(f"{path}: too short ({info['frames']} samples, {seconds:.3f} s): fewer than the "
+                            f"{self.min_samples} samples of one log-mel frame")
+        notes = []
+        if samples < self.patch_samples:
+            notes.append(f"shorter than one patch ({self.patch_samples / self.sample_rate:.2f} s): no extractor "
+                         "input")
+        if info["sample_rate"] != self.sample_rate:
+            notes.append(f"sample rate {info['sample_rate']} Hz (resampled to {self.sample_rate} Hz when loaded)")
+        if info["channels"] > 1:
+            used = channel_used(self.channel, info["channels"])
+            notes.append(f"{info['channels']} channels ({used}: data.channel)")
+        return notes
 
 
 def _machine_dirs(root: Path, machines: list[str] | None) -> list[Path]:
@@ -194,11 +260,11 @@ def _machine_wavs(machine_dir: Path) -> list[Path]:
     return sorted(wavs)
 
 
-def _add_clip(manifest: Manifest, path: Path, machine: str, check_audio: bool) -> None:
+def _add_clip(manifest: Manifest, path: Path, machine: str, check_audio: bool, audio: AudioExpectations) -> None:
     try:
         clip = parse_clip_path(path, machine=machine)
         if check_audio:
-            audio_info(path)
+            manifest.notes.extend((path, note) for note in audio.check(path, audio_info(path)))
     except NameParseError as exc:
         manifest.problems.append((path, exc.reason))
     except DataError as exc:

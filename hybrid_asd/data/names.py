@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hybrid_asd.data.clips import Clip
+from hybrid_asd.data.clips import MIMII_LABEL_NAMES, Clip
 from hybrid_asd.errors import DataError
 
 __all__ = ["NameParseError", "parse_clip_path", "parse_attributes", "SPLIT_FOLDERS", "SUPPLEMENTAL", "UNKNOWN_DOMAIN"]
@@ -71,7 +71,7 @@ _SECTION_EVAL_2022 = re.compile(r"^section_(?P<section>\d+)_(?P<index>\d+)$")
 _DCASE2020_NAME = re.compile(r"^(?P<label>normal|anomaly)_id_(?P<section>\d+)_(?P<index>\d+)$")
 _DCASE2020_EVAL = re.compile(r"^id_(?P<section>\d+)_(?P<index>\d+)$")
 _MIMII_ID_FOLDER = re.compile(r"^id_(?P<section>\d+)$")
-_MIMII_LABELS = {"normal": "normal", "abnormal": "anomaly"}
+_MIMII_LABELS = MIMII_LABEL_NAMES
 _NUMBER = re.compile(r"^[+-]?\d+(?:\.\d*)?$")
 
 _KNOWN_SCHEMES = (

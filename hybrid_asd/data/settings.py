@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from hybrid_asd.data.channels import CHANNEL_MODES
 from hybrid_asd.settings import (
-    Bool, Float, Fraction, InvalidKey, PositiveFloat, PositiveInt, Section,
+    Bool, Float, Fraction, InvalidKey, NonNegativeInt, PositiveFloat, PositiveInt, Section,
 )
 
 SUPPLEMENTAL_USES = ("none", "train", "noise", "both")
@@ -74,3 +74,6 @@ class DataSettings(Section):
     duration: PositiveFloat | None = None  # seconds; clips are padded or cropped to it; null keeps their length
     resample: Bool = True  # false: refuse files at another sample rate instead of resampling
     supplemental: SupplementalSettings = Field(default_factory=SupplementalSettings)  # DCASE 2025+
+    # MIMII has no official split: per id, this many normal clips (the first in sorted order) are test
+    # clips, the rest training clips; null = as many as the id has abnormal clips (the MIMII baseline)
+    mimii_test_normals: NonNegativeInt | None = None

@@ -34,6 +34,12 @@ Normalisation (``normalise``):
   across domains, and with k=1 ``domain_min`` then equals a kNN on the pooled bank.
 * ``"auto"`` (default): ``"none"`` for ``knn``, ``"oof"`` for the others.
 
+Input standardisation (``standardise=True``): every feature is centred and scaled by the mean and
+standard deviation of all training rows (both domains) before any model sees them, and test rows
+the same way; the two vectors are saved with the detector. Log-mel statistics (means and standard
+deviations of 128 bands in dB) differ in scale by an order of magnitude between features, which a
+Euclidean kNN or a shrunk covariance otherwise weighs accordingly.
+
 Rows may be clip embeddings or frames (many rows per clip): pass ``groups`` (clip ids) so that
 the folds keep the rows of a clip together. :func:`cross_fit_scores` gives out-of-fold scores of
 all training rows for the ensembler's z-normalisation.
@@ -56,12 +62,13 @@ from hybrid_asd.detectors.persistence import (
 from hybrid_asd.detectors.registry import build_detector
 from hybrid_asd.detectors.settings import MODES, NORMALISE, AdaptationSettings
 from hybrid_asd.errors import ConfigError, DataError
-from hybrid_asd.utils import atomic_write_json
+from hybrid_asd.utils import atomic_save_npy, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 NAME = "domain_adaptive"
 DOMAINS = ("source", "target")
+STANDARDISE_MEAN, STANDARDISE_SCALE = "input_mean.npy", "input_scale.npy"
 _DEFAULT = AdaptationSettings()  # the config's adaptation defaults are the wrapper's
 
 
@@ -179,6 +186,28 @@ def assign_group_folds(
     return group_fold[inverse]
 
 
+def fit_standardisation(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and scale of the training rows (scikit-learn's ``StandardScaler``: a constant
+    feature gets scale 1)."""
+    # Lazy: scikit-learn takes a second to import; configs that never standardise do not need it.
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(X)
+    return scaler.mean_.astype(np.float64), scaler.scale_.astype(np.float64)
+
+
+def load_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A saved ``.npy`` vector of a fitted detector; a DataError naming the file when it is corrupt."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: unreadable saved array ({exc}); refit the detector ('fit' stage)") from None
+    if arr.shape != shape or not np.all(np.isfinite(arr)):
+        raise DataError(f"{path}: saved array has shape {arr.shape} (expected {shape}) or non-finite values; "
+                        "refit the detector ('fit' stage)")
+    return arr
+
+
 # --------------------------------------------------------------------------- the wrapper
 
 
@@ -200,6 +229,7 @@ class DomainAdaptiveDetector:
         seed: int = 0,
         normalise: str = _DEFAULT.normalise,
         n_splits: int = _DEFAULT.n_splits,
+        standardise: bool = False,
     ):
         self.name = name
         self.conf = conf
@@ -208,12 +238,14 @@ class DomainAdaptiveDetector:
         self.seed = seed
         self.normalise = normalise
         self.n_splits = n_splits
+        self.standardise = standardise
 
     # ---- parameters
     def get_params(self) -> dict[str, Any]:
         return {
             "name": self.name, "conf": dict(self.conf or {}), "mode": self.mode, "smote": self.smote,
             "seed": self.seed, "normalise": self.normalise, "n_splits": self.n_splits,
+            "standardise": bool(self.standardise),
         }
 
     def _who(self) -> str:
@@ -253,6 +285,8 @@ class DomainAdaptiveDetector:
         domains = check_domains(domains, len(X), who=who)
         cond = check_condition(condition, len(X), who=who)
         groups = check_groups(groups, len(X), who=who)
+        self.input_mean_, self.input_scale_ = fit_standardisation(X) if self.standardise else (None, None)
+        X = self._standardised(X)
         normalise = self.resolved_normalise()
         models: dict[str, Any] = {}
         stats: dict[str, list[float]] = {}
@@ -283,6 +317,11 @@ class DomainAdaptiveDetector:
         self.normalise_ = normalise
         self.n_features_in_ = int(X.shape[1])
         return self
+
+    def _standardised(self, X: np.ndarray) -> np.ndarray:
+        if getattr(self, "input_mean_", None) is None:
+            return X
+        return ((X - self.input_mean_) / self.input_scale_).astype(X.dtype, copy=False)
 
     def _statistics(
         self, model: Any, X: np.ndarray, cond: np.ndarray | None, groups: np.ndarray,
@@ -321,7 +360,7 @@ class DomainAdaptiveDetector:
     def score_domains(self, X: Any, condition: Any = None) -> dict[str, np.ndarray]:
         """Per-model normalised scores (``"source"``, ``"target"`` or ``"pooled"``) of every row."""
         self._check_fitted()
-        X = check_matrix(X, who=self._who(), n_features=self.n_features_in_)
+        X = self._standardised(check_matrix(X, who=self._who(), n_features=self.n_features_in_))
         cond = check_condition(condition, len(X), who=self._who())
         if self.mode == "mean_shift":
             return self._score_mean_shift(X, cond)
@@ -369,6 +408,9 @@ class DomainAdaptiveDetector:
         directory.mkdir(parents=True, exist_ok=True)
         for domain, model in self.models_.items():
             model.save(directory / domain)
+        if self.input_mean_ is not None:
+            atomic_save_npy(directory / STANDARDISE_MEAN, self.input_mean_)
+            atomic_save_npy(directory / STANDARDISE_SCALE, self.input_scale_)
         meta = {
             "name": NAME,
             "format": FORMAT_VERSION,
@@ -379,6 +421,7 @@ class DomainAdaptiveDetector:
                 "shifts": {key: [float(v) for v in shift] for key, shift in self.shifts_.items()},
                 "normalise_": self.normalise_,
                 "n_features_in_": self.n_features_in_,
+                "standardised": self.input_mean_ is not None,
             },
         }
         atomic_write_json(directory / PARAMS_FILE, meta)
@@ -397,6 +440,10 @@ class DomainAdaptiveDetector:
         obj.shifts_ = {k: np.asarray(v, dtype=np.float64) for k, v in state.get("shifts", {}).items()}
         obj.normalise_ = state["normalise_"]
         obj.n_features_in_ = int(state["n_features_in_"])
+        obj.input_mean_ = obj.input_scale_ = None
+        if state.get("standardised"):
+            obj.input_mean_ = load_array(directory / STANDARDISE_MEAN, (obj.n_features_in_,))
+            obj.input_scale_ = load_array(directory / STANDARDISE_SCALE, (obj.n_features_in_,))
         return obj
 
     def __repr__(self) -> str:
@@ -418,6 +465,7 @@ def cross_fit_scores(
     normalise: str = _DEFAULT.normalise,
     inner_splits: int = _DEFAULT.n_splits,
     condition: Any = None,
+    standardise: bool = False,
 ) -> np.ndarray:
     """Out-of-fold scores of training rows (unbiased normal-clip scores for z-normalisation).
 
@@ -441,7 +489,8 @@ def cross_fit_scores(
     for fold in range(n_splits):
         held = folds == fold
         detector = DomainAdaptiveDetector(
-            name, conf, mode=mode, smote=smote, seed=seed, normalise=normalise, n_splits=inner_splits
+            name, conf, mode=mode, smote=smote, seed=seed, normalise=normalise, n_splits=inner_splits,
+            standardise=standardise,
         )
         if not (domains[~held] == "source").any() and mode != "pooled":
             raise DataError(f"{who}: fold {fold} has no source clips left to fit on")

@@ -40,6 +40,14 @@ class DetectorEntry(Section):
     adaptation: AdaptationSettings = Field(default_factory=AdaptationSettings)
     per_section: Bool = True  # false: one model for all sections, conditioned on the section (conditional flow)
     cross_fit_splits: NonNegativeInt = 3  # folds for out-of-fold train-clip scores (z-norm statistics); < 2: in-sample
+    # per-feature standardisation of the input, fitted on the training rows and saved with the detector;
+    # null = auto: on for logmel_stats (features on very different scales), off otherwise
+    standardise: Bool | None = None
+
+    @property
+    def standardise_input(self) -> bool:
+        """Whether the input is standardised (``standardise``, or its automatic choice)."""
+        return self.input == "logmel_stats" if self.standardise is None else bool(self.standardise)
 
     @model_validator(mode="before")
     @classmethod

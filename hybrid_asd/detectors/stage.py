@@ -19,27 +19,29 @@ from __future__ import annotations
 import inspect
 import logging
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from hybrid_asd.config import Config
+from hybrid_asd.config import OE_SCORES, Config
 from hybrid_asd.data.clips import Clip, read_clip_list, write_clip_list
-from hybrid_asd.data.names import parse_clip_path
+from hybrid_asd.data.names import SUPPLEMENTAL, parse_clip_path
 from hybrid_asd.detectors.adapt import DomainAdaptiveDetector, cross_fit_scores
 from hybrid_asd.detectors.registry import DETECTORS
 from hybrid_asd.detectors.settings import DetectorEntry
-from hybrid_asd.errors import StageError
+from hybrid_asd.errors import DataError, HybridASDError, StageError
+from hybrid_asd.ensemble.members import discover_references
 from hybrid_asd.evaluation.submission import write_submission_of
 from hybrid_asd.experiment import Experiment
+from hybrid_asd.pipeline import run_stage
 from hybrid_asd.extractor.embed import extract
-from hybrid_asd.features.cache import FeatureCache
+from hybrid_asd.features.cache import FeatureCache, file_sha256
 from hybrid_asd.features.patches import channel_stack_frames, channel_statistics
 from hybrid_asd.scores import ScoreTable
-from hybrid_asd.utils import atomic_save_npy
+from hybrid_asd.utils import atomic_save_npy, load_npy
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +98,12 @@ def load_embeddings(exp: Experiment, clips: list[Clip]) -> np.ndarray:
     """Embeddings of ``clips`` (by path) from the extract stage's output."""
     clips_csv = exp.require(exp.embedding_clips_path, "extract")
     table = read_clip_list(clips_csv)
-    emb = np.load(exp.require(exp.embeddings_path, "extract"))
+    emb = load_npy(exp.require(exp.embeddings_path, "extract"), "rerun the 'extract' stage")
     if len(table) != len(emb):
         raise StageError(f"{clips_csv}: {len(table)} clips but {len(emb)} embeddings; rerun 'extract'")
     row_of = {str(c.path): i for i, c in enumerate(table)}
+    if emb.ndim != 2:
+        raise StageError(f"{exp.embeddings_path}: holds an array of shape {emb.shape}, not embeddings; rerun 'extract'")
     missing = [str(c.path) for c in clips if str(c.path) not in row_of]
     if missing:
         raise StageError(f"no embedding for {len(missing)} clip(s), e.g. {missing[0]}; rerun 'extract'")
@@ -136,7 +140,8 @@ def detector_conf(entry: DetectorEntry, device: str, seed: int) -> dict[str, Any
 
 def make_adaptive(entry: DetectorEntry, device: str, seed: int) -> DomainAdaptiveDetector:
     conf = detector_conf(entry, device, seed)
-    return DomainAdaptiveDetector(entry.name, conf, seed=seed, **entry.adaptation.to_dict())
+    return DomainAdaptiveDetector(entry.name, conf, seed=seed, standardise=entry.standardise_input,
+                                  **entry.adaptation.to_dict())
 
 
 def section_condition(entry: DetectorEntry, sections: np.ndarray, rows: Rows) -> np.ndarray | None:
@@ -175,7 +180,7 @@ def fit_one_detector(
                 entry.name, detector_conf(entry, device, seed), sub.X, row_domains,
                 groups=sub.clip_index, n_splits=entry.cross_fit_splits, seed=seed, condition=condition,
                 inner_splits=adaptation.n_splits, mode=adaptation.mode, smote=adaptation.smote,
-                normalise=adaptation.normalise,
+                normalise=adaptation.normalise, standardise=entry.standardise_input,
             )
         else:
             log.warning("%s: cross_fit_splits < 2, train-clip scores are in-sample (biased low)", entry.id)
@@ -208,7 +213,7 @@ def load_group_model(exp: Experiment, entry: DetectorEntry, group: str) -> Domai
     model_dir = exp.detector_model_dir(entry.id, group)
     if not model_dir.is_dir():
         raise StageError(f"{model_dir} is missing: section has no fitted detector (run the 'fit' stage)")
-    return DomainAdaptiveDetector.load(model_dir)
+    return load_fitted(model_dir)
 
 
 def score_one_detector(entry: DetectorEntry, clips: list[Clip], rows: Rows, exp: Experiment) -> np.ndarray:
@@ -248,9 +253,23 @@ def majority_per_clip(labels: np.ndarray, clip_index: np.ndarray, n_clips: int) 
     return out
 
 
+def load_fitted(model_dir: Path) -> DomainAdaptiveDetector:
+    """A fitted detector folder; whatever makes it unreadable (a corrupt ``model.pt``, ``.npy`` array,
+    FAISS index or ``params.json``) is a DataError naming the folder and the fix."""
+    try:
+        return DomainAdaptiveDetector.load(model_dir)
+    except HybridASDError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch, numpy and faiss each raise their own types on corrupt files
+        raise DataError(f"{model_dir}: the fitted detector cannot be read ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); refit it: hybrid-asd fit --exp "
+                        f"{model_dir.parent.parent.parent} --force") from exc
+
+
 def run_score(exp: Experiment, config: Config, *, device: str, progress: bool = True) -> None:
     """Score test clips with every fitted detector into score tables, then write the official files
-    (with decisions at ``evaluation.threshold_quantile``) of every score table, OE scores included."""
+    (with decisions at ``evaluation.threshold_quantile`` of out-of-sample normal scores, see
+    :mod:`hybrid_asd.evaluation.thresholds`) of every score table, OE scores included."""
     test = exp.test_clips()
     cache: dict[str, Rows] = {}
     for entry in tqdm(config.detectors, desc="score detectors", disable=not progress):
@@ -261,9 +280,13 @@ def run_score(exp: Experiment, config: Config, *, device: str, progress: bool = 
         test_scores = ScoreTable(entry.id, test, score_one_detector(entry, test, cache[entry.input], exp))
         test_scores.check_finite(str(exp.detector_dir(entry.id)))
         ScoreTable.concat([train_scores, test_scores], entry.id).to_csv(exp.score_table_path(entry.id))
-    for table_id in config.score_tables:
-        table = ScoreTable.from_csv(exp.require(exp.score_table_path(table_id), "extract"), table_id)
-        write_submission_of(table, exp.submission_dir(table_id), config.evaluation.threshold_quantile)
+    paths = [exp.require(exp.score_table_path(table_id), "extract") for table_id in config.score_tables]
+    # tables computed by the extractor (OE, embedding inputs): thresholds from its held-out clips only
+    references = discover_references(paths, list(config.score_tables))
+    for table_id, path in zip(config.score_tables, paths):
+        write_submission_of(ScoreTable.from_csv(path, table_id), exp.submission_dir(table_id),
+                            config.evaluation.threshold_quantile, reference=references.get(table_id),
+                            thresholds_path=exp.thresholds_path(table_id))
 
 
 # --- adaptation to new target-domain clips ----------------------------------------------------
@@ -282,39 +305,115 @@ def expand_wav_paths(sources: list[Path]) -> list[Path]:
     return out
 
 
-def new_target_clips(sources: list[Path], machine: str) -> list[Clip]:
-    """Parse the new clips; they must be normal clips of this machine type."""
-    clips = []
-    for path in expand_wav_paths(sources):
-        clip = parse_clip_path(path.resolve(), machine=machine)
-        if clip.label == "anomaly":
-            raise StageError(f"{path}: adapt takes normal clips only, this one is labelled anomaly")
-        clips.append(replace(clip, split="train", label="normal"))
+def check_new_clip(path: Path, exp: Experiment, machine: str, sections: set[int], test_paths: set[str]) -> Clip:
+    """The clip record of one new training clip, or a StageError saying why it cannot be one.
+
+    A new clip must be a normal target-domain *training* clip of this experiment's machine type
+    (from its folder, ``<machine>/train/<name>.wav``) and of one of its sections, and must not be a
+    test clip (listed in ``manifest/test.csv``, or named as one): adding a test clip to the target
+    memory would score it against itself."""
+    resolved = path.resolve()
+    if str(resolved) in test_paths or str(path) in test_paths:
+        raise StageError(f"{path} is a test clip of this experiment ({exp.manifest_path('test')}); "
+                         "a test clip cannot become training data")
+    clip = parse_clip_path(resolved)
+    if clip.machine != machine:
+        raise StageError(f"{path}: its folder says machine type {clip.machine!r} (<machine>/<split>/<name>.wav), "
+                         f"but this experiment is {machine!r}; put new {machine} clips under {machine}/train/")
+    if clip.split == SUPPLEMENTAL:
+        raise StageError(f"{path} is a supplemental clip (DCASE 2025+ {SUPPLEMENTAL}/ folder); adapt takes new normal "
+                         "target-domain training clips only (supplemental clips join the training clips with "
+                         "data.supplemental.use: train, then rerun from 'prepare')")
+    if clip.split != "train":
+        raise StageError(f"{path} is named as a test clip; adapt takes new normal training clips only")
+    if clip.label != "normal":
+        raise StageError(f"{path}: adapt takes normal clips only, this one is labelled {clip.label}")
+    if clip.domain != "target":
+        raise StageError(f"{path} is a {clip.domain}-domain clip; adapt adds target-domain clips (new source "
+                         "clips belong in the data root, then rerun from 'prepare')")
+    if clip.section not in sections:
+        known = ", ".join(f"{s:02d}" for s in sorted(sections))
+        raise StageError(f"{path}: section {clip.section:02d} is not a section of this experiment (sections {known}); "
+                         "adapt extends the sections the experiment was trained on")
+    return clip
+
+
+def same_content_as_test_clip(new: list[Clip], test: list[Clip]) -> dict[str, str]:
+    """{new clip path: test clip path} for new clips whose bytes equal a test clip's (a renamed copy)."""
+    sizes = {Path(c.path).stat().st_size for c in new}
+    by_hash = {file_sha256(c.path): str(c.path) for c in test
+               if Path(c.path).is_file() and Path(c.path).stat().st_size in sizes}
+    return {str(c.path): by_hash[h] for c in new if (h := file_sha256(c.path)) in by_hash}
+
+
+def new_target_clips(sources: list[Path], exp: Experiment, machine: str) -> list[Clip]:
+    """The checked new clips (see :func:`check_new_clip`), none a copy of a test clip."""
+    test = exp.test_clips()
+    test_paths = {str(c.path) for c in test} | {str(Path(c.path).resolve()) for c in test}
+    sections = {c.section for c in exp.train_clips()}
+    clips = [check_new_clip(path, exp, machine, sections, test_paths) for path in expand_wav_paths(sources)]
+    copies = same_content_as_test_clip(clips, test)
+    if copies:
+        new, old = next(iter(copies.items()))
+        raise StageError(f"{new} has the same content as the test clip {old} ({len(copies)} such clip(s)); "
+                         "a test clip cannot become training data")
     return clips
 
 
 def run_adapt(
     exp: Experiment, config: Config, sources: list[Path], *, device: str = "cpu", progress: bool = True
 ) -> list[Clip]:
-    """Add new normal clips (typically a new target condition) to a fitted experiment.
+    """Add new normal target-domain training clips to a fitted experiment.
 
-    Only what depends on them is redone: their features and embeddings, the detectors of the
-    sections they belong to (other sections keep their fitted models and scores), and scoring.
-    The extractor is not retrained. Fusion and evaluation, whose inputs changed, are marked as
-    not done.
+    Only what depends on them is redone: their features, embeddings and OE scores, the detectors of
+    the sections they belong to (other sections keep their fitted models and scores), scoring, and
+    fusion and evaluation where they had been run (so nothing downstream is stale). The extractor is
+    not retrained. Nothing is written until every new clip has been read (a corrupt clip changes
+    nothing); the clips are kept in ``manifest/adapted.csv``, which ``prepare`` keeps in the training
+    list. If an earlier ``adapt`` was interrupted after adding its clips, rerunning it finishes the
+    refit.
     """
     if not config.data.machine:
         raise StageError("data.machine is not set in the experiment's config")
+    for entry in config.detectors:
+        exp.require(exp.detector_train_scores_path(entry.id), "fit")
     train = exp.train_clips()
     known = {str(c.path) for c in train}
-    new = [c for c in new_target_clips(sources, config.data.machine) if str(c.path) not in known]
+    new = [c for c in new_target_clips(sources, exp, config.data.machine) if str(c.path) not in known]
+    downstream = [name for name in ("fuse", "evaluate") if exp.stage_done(name, config)]
     if not new:
-        log.info("no new clips: every given clip is already part of the training set")
+        if exp.stage_done("fit", config) and exp.stage_done("score", config):
+            log.info("no new clips: every given clip is already part of the training set")
+            return []
+        log.warning("%s: an earlier 'adapt' did not finish; refitting every detector", exp.root)
+        # that adapt cleared the markers of fuse and evaluate: rerun them where they have outputs
+        had_run = {"fuse": exp.fusion.fused.is_file(), "evaluate": bool(exp.result_paths())}
+        finish_adapt(exp, config, [name for name, ran in had_run.items() if ran], device=device, progress=progress)
         return []
+    # Read everything first: a corrupt or too-short clip stops here, before anything is written.
+    cache = FeatureCache(config.features, config.data)
+    cache.get_many([c.path for c in new], progress=progress)
+    embedded = None
+    if config.extractor is not None:
+        checkpoint = exp.require(exp.extractor.checkpoint, "train")
+        embedded = extract(checkpoint, new, cache, device=device, progress=progress)
+    for stage in ("fit", "score", "fuse", "evaluate"):  # until the refit is done, they are not
+        exp.clear_stage(stage)
+    if embedded is not None:
+        append_embeddings(exp, new, *embedded)
+    adapted = [c for c in exp.adapted_clips() if str(c.path) not in {str(n.path) for n in new}]
+    write_clip_list(exp.adapted_manifest_path, adapted + new)
     train = train + new
     exp.write_clips("train", train)
-    if config.extractor is not None:
-        append_embeddings(exp, config, new, device=device, progress=progress)
+    refit_sections(exp, config, train, new, device=device, progress=progress)
+    exp.mark_done("fit", config)
+    finish_adapt(exp, config, downstream, device=device, progress=progress, refit=False)
+    return new
+
+
+def refit_sections(exp: Experiment, config: Config, train: list[Clip], new: list[Clip], *, device: str,
+                   progress: bool) -> None:
+    """Refit every detector's models of the sections of ``new`` and merge their out-of-fold scores."""
     groups = {f"section_{s:02d}" for s in {c.section for c in new}}
     cache: dict[str, Rows] = {}
     for entry in config.detectors:
@@ -329,19 +428,34 @@ def run_adapt(
         merged = np.array([s if np.isfinite(s) else old_by_path.get(str(c.path), np.nan) for c, s in zip(train, oof)])
         ScoreTable(entry.id, train, merged).to_csv(train_scores)
         log.info("%s: refitted %s with %d new clip(s)", entry.id, ", ".join(sorted(refit)), len(new))
-    run_score(exp, config, device=device, progress=progress)
-    exp.clear_stages_after("score")
-    return new
 
 
-def append_embeddings(exp: Experiment, config: Config, clips: list[Clip], *, device: str, progress: bool) -> None:
-    """Embed ``clips`` with the trained extractor and append them to the embeddings files."""
-    checkpoint = exp.require(exp.extractor.checkpoint, "train")
-    emb, _ = extract(checkpoint, clips, FeatureCache(config.features, config.data), device=device, progress=progress)
+def finish_adapt(exp: Experiment, config: Config, downstream: list[str], *, device: str, progress: bool,
+                 refit: bool = True) -> None:
+    """Score (after a full refit when ``refit``), then rerun the downstream stages that had been run."""
+    if refit:
+        run_stage(exp, config, "fit", device=device, progress=progress, force=True)
+    run_stage(exp, config, "score", device=device, progress=progress, force=True)
+    for name in downstream:
+        log.info("rerunning '%s' on the adapted scores", name)
+        run_stage(exp, config, name, device=device, progress=progress, force=True)
+
+
+def append_embeddings(exp: Experiment, clips: list[Clip], emb: np.ndarray, oe: np.ndarray) -> None:
+    """Append the embeddings and OE scores of new training clips to the extract stage's outputs."""
     clips_csv = exp.require(exp.embedding_clips_path, "extract")
     old_clips = read_clip_list(clips_csv)
-    old_emb = np.load(exp.embeddings_path)
+    old_emb = load_npy(exp.require(exp.embeddings_path, "extract"), "rerun the 'extract' stage")
+    # rows of an earlier, interrupted adapt of the same clips are replaced, not doubled
+    new_paths = {str(c.path) for c in clips}
+    keep = [i for i, c in enumerate(old_clips) if str(c.path) not in new_paths]
     # Embeddings first, clip list second: a crash in between leaves a length mismatch that
     # load_embeddings reports, never a silent misalignment.
-    atomic_save_npy(exp.embeddings_path, np.concatenate([old_emb, emb]))
-    write_clip_list(clips_csv, old_clips + clips)
+    atomic_save_npy(exp.embeddings_path, np.concatenate([old_emb[keep], emb]))
+    write_clip_list(clips_csv, [old_clips[i] for i in keep] + clips)
+    oe_path = exp.require(exp.score_table_path(OE_SCORES), "extract")
+    table = ScoreTable.from_csv(oe_path, OE_SCORES)
+    rows = [i for i, c in enumerate(table.clips) if str(c.path) not in new_paths]
+    table = ScoreTable(OE_SCORES, [table.clips[i] for i in rows], table.scores[rows])
+    parts = [table.select(split="train"), ScoreTable(OE_SCORES, clips, oe), table.select(split="test")]
+    ScoreTable.concat(parts, OE_SCORES).to_csv(oe_path)

@@ -13,10 +13,10 @@ the weights on the labelled development sections, fuses, and writes into ``out_d
 :func:`run_fuse_stage` is the pipeline stage: the experiment's own score tables, fused with its
 ``ensemble`` section into its ``fused/`` folder.
 
-OE train rows are mostly in-sample (the section classifier was trained on those clips); its
-held-out validation clips are listed in the extractor checkpoint's ``meta["val_paths"]``.
-:func:`discover_references` finds them next to each ``scores/oe.csv`` so that z-normalisation of
-the OE scores uses only those (see docs/ensemble.md).
+Members, their names (``<approach>/<id>`` where one id comes from several approaches) and their
+held-out train rows (for tables computed by the extractor: its validation clips, used for
+z-normalisation and decision thresholds) are found by :mod:`hybrid_asd.ensemble.members`; see
+docs/ensemble.md.
 """
 
 from __future__ import annotations
@@ -25,63 +25,20 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
-from hybrid_asd.config import OE_SCORES, Config
+from hybrid_asd.config import Config, read_yaml_mapping
 from hybrid_asd.ensemble.fusion import References, Weights, fuse
+from hybrid_asd.ensemble.members import (
+    collect_score_tables, discover_references, intersect_references, member_names, read_score_tables,
+)
 from hybrid_asd.ensemble.settings import EnsembleSettings
 from hybrid_asd.ensemble.tune import ensemble_section, tune_weights, write_weights_yaml
-from hybrid_asd.errors import ScoreError, StageError
+from hybrid_asd.errors import StageError
 from hybrid_asd.evaluation.metrics import evaluate_scores
 from hybrid_asd.evaluation.submission import write_submission_of
 from hybrid_asd.experiment import Experiment, FusionFiles
-from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-
-def read_score_tables(score_paths: Sequence[str | Path]) -> list[ScoreTable]:
-    """One table per detector id (file stem), concatenating the files of one id in the given order."""
-    if not score_paths:
-        raise ScoreError("no score tables given to fuse")
-    by_id: dict[str, list[ScoreTable]] = {}
-    for path in score_paths:
-        table = ScoreTable.from_csv(path)
-        by_id.setdefault(table.detector, []).append(table)
-    tables = [ScoreTable.concat(parts, detector) for detector, parts in by_id.items()]
-    for detector, parts in by_id.items():
-        if len(parts) > 1:
-            log.info("detector %r: concatenated %d score tables (%s)", detector, len(parts),
-                     ", ".join(p.source for p in parts))
-    return tables
-
-
-def discover_references(score_paths: Sequence[str | Path]) -> dict[str, set[str]]:
-    """Held-out train clips per detector id: for ``<exp>/scores/oe.csv``, the validation clips of
-    ``<exp>/extractor/checkpoint.pt`` (``meta["val_paths"]``). Other detectors' train rows are
-    out-of-fold already and need none."""
-    refs: dict[str, set[str]] = {}
-    for path in map(Path, score_paths):
-        exp = Experiment.of_score_table(path)
-        if path.stem != OE_SCORES or exp is None:
-            continue
-        ckpt = exp.extractor.checkpoint
-        if not ckpt.is_file():
-            log.warning("%s: no extractor checkpoint at %s; OE train rows (in-sample) are used as they are",
-                        path, ckpt)
-            continue
-        # Lazy: the checkpoint module loads torch (seconds); only OE score tables need it.
-        from hybrid_asd.extractor.checkpoint import read_checkpoint
-
-        val_paths = (read_checkpoint(ckpt).get("meta") or {}).get("val_paths") or []
-        if not val_paths:
-            log.warning("%s: the extractor kept no validation clips (val_fraction 0); OE z-normalisation "
-                        "statistics come from in-sample scores", ckpt)
-            continue
-        refs.setdefault(path.stem, set()).update(map(str, val_paths))
-        log.info("%s: z-normalising with %d held-out validation clip(s) of %s", path, len(val_paths), ckpt)
-    return refs
 
 
 def run_fuse(
@@ -103,32 +60,40 @@ def run_fuse(
     loso: bool = True,
     seed: int = 0,
     references: References | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Fuse score tables into ``out_dir`` (see module docstring); with ``tune``, search the weights first.
 
     Returns a dict with the written paths (``fused``, ``weights``, ``submission``, ``tuning``),
     the ``rule`` and ``weights`` used, the ``official_score`` of the fused labelled test rows (or
     None without labels), ``tune_result`` (a TuneResult or None) and a printable ``report``.
-    ``references`` (detector id -> held-out train clip paths) defaults to
-    :func:`discover_references` of ``score_paths``. ``protocol`` and ``max_fpr`` define the official
+    ``names`` (one per path) default to :func:`~hybrid_asd.ensemble.members.member_names`;
+    ``references`` (member name -> held-out train clip paths) to
+    :func:`~hybrid_asd.ensemble.members.discover_references` of ``score_paths``. Decision thresholds
+    come from the fused train rows of clips held out for every member. ``protocol`` and ``max_fpr`` define the official
     score that tuning maximises and that is reported.
     """
     out = FusionFiles.in_folder(out_dir)
-    tables = read_score_tables(score_paths)
+    names = list(names) if names is not None else member_names(score_paths)
+    tables = read_score_tables(score_paths, names)
     detectors = [t.detector for t in tables]
-    if references is None and normalise == "znorm":
-        references = discover_references(score_paths)
+    if references is None:
+        references = discover_references(score_paths, names)
     tune_result = None
-    tuning_path = None
     if tune:
         if weights:
             log.warning("--tune: the given weights are ignored; tuning searches new ones")
         tune_result = tune_weights(
             tables, protocol=protocol, method=method, grid_step=grid_step, per_machine=per_machine, seed=seed,
             rule=rule, normalise=normalise, per_domain=per_domain, min_clips=min_clips, loso=loso,
-            references=references, max_fpr=max_fpr,
+            references=references if normalise == "znorm" else None, max_fpr=max_fpr,
         )
         weights = tune_result.weights
+    fused = fuse(tables, rule=rule, weights=weights, normalise=normalise, per_domain=per_domain,
+                 min_clips=min_clips, references=references if normalise == "znorm" else None)
+    # Written only once fusing worked: a failed fuse leaves the previous weights and scores together.
+    tuning_path = None
+    if tune_result is not None:
         tuning_path = out.tuning
         atomic_write_text(tuning_path, tune_result.format() + "\n")
         tune_result.to_yaml(out.weights)
@@ -138,11 +103,9 @@ def run_fuse(
             ensemble_section(rule, dict(weights or {}), normalise, per_domain, detectors, min_clips),
             ["Fusion settings used by 'hybrid-asd fuse' (missing weights are 1.0)"],
         )
-
-    fused = fuse(tables, rule=rule, weights=weights, normalise=normalise, per_domain=per_domain,
-                 min_clips=min_clips, references=references)
     fused.to_csv(out.fused)
-    files = write_submission_of(fused, out.submission, thresholds_quantile)
+    files = write_submission_of(fused, out.submission, thresholds_quantile,
+                                reference=intersect_references(references, detectors), thresholds_path=out.thresholds)
 
     official = None
     if any(c.split == "test" and c.label in ("normal", "anomaly") for c in fused.clips):
@@ -184,30 +147,6 @@ def run_fuse_stage(exp: Experiment, config: Config, *, progress: bool = True) ->
     )
 
 
-# --- inputs of ``hybrid-asd fuse --scores`` --------------------------------------------------------
-def collect_score_tables(sources: Sequence[str | Path], detectors: Sequence[str] | None = None) -> list[Path]:
-    """Score-table CSVs from experiment folders (their ``scores/*.csv``), folders of CSVs, or CSV files."""
-    paths: list[Path] = []
-    for src in map(Path, sources):
-        if src.is_dir():
-            tables = Experiment(src).score_table_paths()
-            found = list(tables.values()) if tables else sorted(src.glob("*.csv"))
-            if not found:
-                raise StageError(f"{src}: no score tables (expected {Experiment(src).score_table_path('<id>')})")
-            paths.extend(found)
-        elif src.is_file():
-            paths.append(src)
-        else:
-            raise StageError(f"score source not found: {src}")
-    if detectors:
-        known = {p.stem for p in paths}
-        missing = sorted(set(detectors) - known)
-        if missing:
-            raise StageError(f"detector(s) {missing} not found among score tables {sorted(known)}")
-        paths = [p for p in paths if p.stem in detectors]
-    return paths
-
-
 def load_weights(path: str | Path | None, rule: str | None) -> tuple[str, dict[str, Any] | None]:
     """Rule and weights from a YAML written by ``fuse --tune`` (``ensemble: {rule, weights}``), validated
     as an ``ensemble`` section; ``rule`` (when given) wins over the file's."""
@@ -215,7 +154,11 @@ def load_weights(path: str | Path | None, rule: str | None) -> tuple[str, dict[s
         return rule or EnsembleSettings().rule, None
     if not Path(path).is_file():
         raise StageError(f"weights file not found: {path}")
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = read_yaml_mapping(path)
     section = data.get("ensemble", data) if isinstance(data, dict) else data
     ensemble = EnsembleSettings.parse(section, where="ensemble", source=str(path))
     return rule or ensemble.rule, ensemble.weights or None
+
+
+__all__ = ["collect_score_tables", "discover_references", "load_weights", "read_score_tables", "run_fuse",
+           "run_fuse_stage"]

@@ -417,7 +417,8 @@ def tune_weights(
         tuned[machine] = np.round(tuned[machine], 6)
         fold_weights.update(fb)
         n_candidates += n
-        log.info("tuned %s: %s", machine or "shared weights", dict(zip(detectors, tuned[machine].round(3))))
+        log.info("tuned %s: %s", machine or "shared weights",
+                 {d: round(float(w), 3) for d, w in zip(detectors, tuned[machine])})
 
     # In-sample, equal-weight and single-detector scores over all sections.
     fused_tuned = np.empty(len(clips))

@@ -35,7 +35,7 @@ from typing import Any, Collection
 import numpy as np
 
 from hybrid_asd.errors import ScoreError
-from hybrid_asd.scores import ScoreTable
+from hybrid_asd.scores import ScoreTable, held_out_rows
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def fit_znorm(
         )
     train.check_finite()
     if reference is not None:
-        train = _reference_rows(train, reference)
+        train = held_out_rows(train, reference, min_rows=2, purpose="z-normalising")
     znorm = ZNorm(table.detector, per_domain, min_clips, source=table.source)
     groups = _group_indices(train, with_domain=True)
     sections: dict[tuple[str, int], list[np.ndarray]] = {}
@@ -197,24 +197,6 @@ def znormalise(
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _reference_rows(train: ScoreTable, reference: Collection[str]) -> ScoreTable:
-    """Per section: the train rows listed in ``reference`` if there are 2 or more, else all rows."""
-    reference = set(map(str, reference))
-    held = np.array([str(c.path) in reference for c in train.clips], dtype=bool)
-    keep = np.zeros(len(train), dtype=bool)
-    for (machine, section), idx in _group_indices(train, with_domain=False).items():
-        if held[idx].sum() >= 2:
-            keep[idx] = held[idx]
-        else:
-            log.warning(
-                "%s %s section_%02d: %d held-out reference clip(s); z-normalising with all %d train "
-                "rows (possibly in-sample, biased)", train.detector, machine, section, int(held[idx].sum()), len(idx),
-            )
-            keep[idx] = True
-    rows = np.flatnonzero(keep)
-    return ScoreTable(train.detector, [train.clips[i] for i in rows], train.scores[rows], train.source)
-
-
 def _group_indices(table: ScoreTable, with_domain: bool) -> dict[GroupKey, np.ndarray]:
     groups: dict[GroupKey, list[int]] = {}
     for i, clip in enumerate(table.clips):

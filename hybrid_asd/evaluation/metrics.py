@@ -177,6 +177,8 @@ class Results:
     section_data: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # (machine, section, domain) units that could not be evaluated, and why (e.g. no anomalous clips)
+    skipped: list[tuple[Key, str]] = field(default_factory=list)
 
     @property
     def has_decisions(self) -> bool:
@@ -219,6 +221,8 @@ class Results:
             lines.append("")
         lines.extend(summary_lines("all", self.overall))
         lines.append(f"official score (h-mean of all AUC and pAUC): {self.official_score:.4f}")
+        for (machine, section, domain), reason in self.skipped:
+            lines.append(f"not evaluated: {machine} section {section:02d} {domain}: {reason}")
         return "\n".join(lines)
 
     def official_rows(self, ci95: bool = False) -> list[list[str]]:
@@ -381,6 +385,16 @@ def _sort_rows(rows: list[ResultRow]) -> list[ResultRow]:
     return sorted(rows, key=lambda r: (r.machine, DOMAIN_ORDER.index(r.domain), r.section))
 
 
+def missing_class(data: LabelledScores) -> str | None:
+    """Why a unit's AUC cannot be computed (it lacks normal or anomalous clips), or None."""
+    n_anomaly = int(np.sum(data.labels == 1))
+    n_normal = int(data.labels.size - n_anomaly)
+    if n_anomaly and n_normal:
+        return None
+    lacking = "anomalous" if not n_anomaly else "normal"
+    return f"no {lacking} clips ({n_normal} normal, {n_anomaly} anomalous): AUC and pAUC need both"
+
+
 def _rows_2021(groups: Mapping[Key, LabelledScores], max_fpr: float) -> list[ResultRow]:
     rows = []
     for (machine, section, domain), data in groups.items():
@@ -405,7 +419,8 @@ def _rows_2022(groups: Mapping[Key, LabelledScores], max_fpr: float, domain_pauc
             mask = (domains == domain) | (labels != 0)
             auc, _ = _section_auc_pauc((machine, section, domain), labels[mask], scores[mask], max_fpr)
             extra = {}
-            if domain_pauc:  # dcase2025: this domain's clips alone
+            if domain_pauc and missing_class(data) is None:  # dcase2025: this domain's clips alone
+                # (reported, not scored: a domain with normal clips only keeps its AUC, this stays None)
                 extra["pauc_domain"] = _section_auc_pauc((machine, section, domain), data.labels, data.scores,
                                                          max_fpr)[1]
             rows.append(ResultRow(machine, section, domain, auc, pauc, auc_all=auc_all, **extra,
@@ -455,6 +470,14 @@ def evaluate_labelled(groups: Mapping[Key, LabelledScores], protocol: str = "dca
     check_protocol(protocol, max_fpr)
     if not groups:
         raise ScoreError("no labelled test clips to evaluate")
+    skipped = skipped_units(groups, protocol)
+    if skipped:
+        for (machine, section, domain), reason in skipped:
+            log.warning("%s section %02d %s not evaluated: %s", machine, section, domain, reason)
+        groups = {k: g for k, g in groups.items() if k not in dict(skipped)}
+        if not groups:
+            raise ScoreError("no (machine, section, domain) has both normal and anomalous test clips: "
+                             + "; ".join(f"{m} section {s:02d} {d}: {r}" for (m, s, d), r in skipped[:4]))
     with_decisions = {k for k, g in groups.items() if g.decisions is not None}
     if with_decisions and len(with_decisions) != len(groups):
         missing = sorted(set(groups) - with_decisions)
@@ -474,7 +497,25 @@ def evaluate_labelled(groups: Mapping[Key, LabelledScores], protocol: str = "dca
     overall_rows = sorted(rows, key=lambda r: DOMAIN_ORDER.index(r.domain)) if transposed else rows
     overall = _summary(overall_rows, n_metrics, transposed)
     return Results(protocol, float(max_fpr), rows, _official_score(rows, protocol), machines, overall,
-                   section_data)
+                   section_data, skipped)
+
+
+def skipped_units(groups: Mapping[Key, LabelledScores], protocol: str) -> list[tuple[Key, str]]:
+    """The units that cannot be evaluated and why: dcase2021 needs normal and anomalous clips per
+    (machine, section, domain); dcase2022 and dcase2025 (the same AUC and section pAUC) normal clips
+    per domain and anomalous ones per section."""
+    if protocol not in SECTION_PAUC_PROTOCOLS:
+        return [(key, reason) for key, data in groups.items() if (reason := missing_class(data)) is not None]
+    out = []
+    anomalous_sections = {(m, s) for (m, s, _), g in groups.items() if np.any(g.labels == 1)}
+    for (machine, section, domain), data in groups.items():
+        n_normal = int(np.sum(data.labels == 0))
+        if not n_normal:
+            out.append(((machine, section, domain), f"no normal clips ({int(data.labels.size)} anomalous)"))
+        elif (machine, section) not in anomalous_sections:
+            out.append(((machine, section, domain), f"no anomalous clips in section {section:02d} "
+                                                    f"({n_normal} normal)"))
+    return out
 
 
 def groups_from_table(table: ScoreTable, decisions: Decisions | None = None) -> dict[Key, LabelledScores]:

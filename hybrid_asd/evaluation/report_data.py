@@ -23,7 +23,7 @@ from hybrid_asd.ensemble.fusion import FUSED_NAME
 from hybrid_asd.errors import HybridASDError, ScoreError, StageError
 from hybrid_asd.evaluation.metrics import Key, LabelledScores, Results, evaluate_scores, groups_from_table
 from hybrid_asd.evaluation.settings import EvaluationSettings
-from hybrid_asd.evaluation.thresholds import decisions_from_thresholds, section_thresholds
+from hybrid_asd.evaluation.thresholds import decisions_from_thresholds, read_thresholds, section_thresholds
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.scores import ScoreTable
 
@@ -110,6 +110,7 @@ def load_experiment(root: str | Path, *, detectors: Sequence[str] | None = None,
     config = Experiment(root).load_config()
     data = ExperimentData(root, label or root.name or str(root), config, list(detectors) if detectors else None)
     _load_manifest(data)
+    _check_stale_stages(data)
     _load_detectors(data)
     _load_embeddings(data)
     _load_train_log(data)
@@ -125,6 +126,21 @@ def _load_manifest(data: ExperimentData) -> None:
         data.clips = exp.train_clips() + exp.test_clips()
     except (KeyError, ValueError) as exc:
         data.note("problem", f"clip lists under manifest/ could not be read ({exc!r}): rerun the 'prepare' stage")
+
+
+def _check_stale_stages(data: ExperimentData) -> None:
+    """A note for every stage whose outputs exist but which is not complete for the saved config
+    (its inputs changed, e.g. after 'adapt', or it was interrupted): what the report shows of it is stale."""
+    exp = data.experiment
+    if not any(exp.marker_path(s).is_file() for s in ("prepare", "fit", "score")):
+        return  # a folder not written by the stages (no completion markers): nothing to compare
+    outputs = {"fit": [exp.detector_train_scores_path(e.id) for e in data.config.detectors],
+               "score": list(exp.score_table_paths().values()), "fuse": [exp.fusion.fused],
+               "evaluate": list(exp.result_paths().values())}
+    for stage, paths in outputs.items():
+        if any(p.is_file() for p in paths) and not exp.stage_done(stage, data.config):
+            data.note("problem", f"the '{stage}' stage is not complete for this config, so its outputs may be stale: "
+                                 f"rerun it (hybrid-asd run --exp {exp.root} --stage {stage})")
 
 
 def _score_table_paths(data: ExperimentData) -> dict[str, Path]:
@@ -161,8 +177,14 @@ def _load_detectors(data: ExperimentData) -> None:
 
 def _evaluate_detector(data: ExperimentData, table: ScoreTable) -> DetectorEval:
     det = DetectorEval(table.detector, table)
+    written = data.experiment.thresholds_path(table.detector)
     try:
-        det.thresholds = section_thresholds(table, data.evaluation.threshold_quantile)
+        if written.is_file():  # the thresholds of the official decision files
+            det.thresholds = read_thresholds(written)
+        else:
+            det.thresholds = section_thresholds(table, data.evaluation.threshold_quantile)
+            data.note("info", f"detector {table.detector!r}: no {written.relative_to(data.root)} (written by the "
+                              "'score' and 'fuse' stages); thresholds fitted to all its train rows here")
     except ScoreError as exc:
         data.note("info", f"detector {table.detector!r}: no decision thresholds ({exc})")
     decisions = None
@@ -178,6 +200,9 @@ def _evaluate_detector(data: ExperimentData, table: ScoreTable) -> DetectorEval:
     try:
         det.groups = groups_from_table(table)
         det.results = evaluate_scores(table, data.protocol, data.max_fpr, decisions)
+        for (machine, section, domain), reason in det.results.skipped:
+            data.note("info", f"detector {table.detector!r}: {machine} section {section:02d} {domain} not evaluated: "
+                              f"{reason}")
     except ScoreError as exc:
         data.note("problem", f"detector {table.detector!r} cannot be evaluated: {exc}")
     return det

@@ -7,7 +7,7 @@ import logging
 from hybrid_asd.config import Config
 from hybrid_asd.errors import StageError
 from hybrid_asd.evaluation.metrics import Results, evaluate_scores
-from hybrid_asd.evaluation.thresholds import decisions_from_thresholds, section_thresholds
+from hybrid_asd.evaluation.thresholds import decisions_from_thresholds, read_thresholds
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.ensemble.fusion import FUSED_NAME
 from hybrid_asd.scores import ScoreTable
@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 def run_evaluate(exp: Experiment, config: Config, *, progress: bool = True) -> dict[str, Results]:
     """Evaluate every score table (and the fused one) on its labelled test clips into ``eval/``."""
     tables = {table_id: ScoreTable.from_csv(path) for table_id, path in exp.score_table_paths().items()}
+    if exp.fusion.fused.is_file() and not exp.stage_done("fuse", config):
+        raise StageError(f"{exp.fusion.fused} is stale: its inputs changed since the 'fuse' stage ran "
+                         f"(or it did not finish); run 'hybrid-asd fuse --exp {exp.root}' first")
     if exp.fusion.fused.is_file():
         tables[FUSED_NAME] = ScoreTable.from_csv(exp.fusion.fused, FUSED_NAME)
     if not tables:
@@ -29,15 +32,19 @@ def run_evaluate(exp: Experiment, config: Config, *, progress: bool = True) -> d
             log.warning("%s: no labelled test clips; skipping evaluation", name)
             continue
         res = evaluate_scores(table, protocol=evaluation.protocol, max_fpr=evaluation.max_fpr,
-                              decisions=table_decisions(table, evaluation.threshold_quantile))
+                              decisions=table_decisions(exp, name, table))
         res.to_official_csv(exp.result_path(name))
         results[name] = res
     return results
 
 
-def table_decisions(table: ScoreTable, threshold_quantile: float) -> dict | None:
-    """The 0/1 decisions of the submission files (gamma thresholds from the table's train rows),
-    so the result table has precision, recall and F1 as the official one; None without train rows."""
-    if not len(table.select(split="train")):
+def table_decisions(exp: Experiment, table_id: str, table: ScoreTable) -> dict | None:
+    """The 0/1 decisions of the table's official decision files (the thresholds the score or fuse stage
+    wrote), so the result table's precision, recall and F1 are those of the submission; None when the
+    thresholds were not written."""
+    path = exp.thresholds_path(table_id)
+    if not path.is_file():
+        log.warning("%s: no decision thresholds (%s): the result table has no precision, recall or F1; "
+                    "rerun the 'score' and 'fuse' stages", table_id, path)
         return None
-    return decisions_from_thresholds(table, section_thresholds(table, threshold_quantile))
+    return decisions_from_thresholds(table, read_thresholds(path))

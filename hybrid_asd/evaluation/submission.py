@@ -16,10 +16,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Collection, Mapping
 
 from hybrid_asd.errors import ScoreError
-from hybrid_asd.evaluation.thresholds import section_thresholds
+from hybrid_asd.evaluation.thresholds import section_thresholds, write_thresholds
 from hybrid_asd.scores import ScoreTable
 from hybrid_asd.utils import atomic_write_text
 
@@ -119,10 +119,18 @@ def write_submission(table: ScoreTable, out_dir: str | Path, thresholds: Thresho
 
 
 # --- reading -------------------------------------------------------------------------------
-def write_submission_of(table: ScoreTable, out_dir: str | Path, threshold_quantile: float) -> list[Path]:
+def write_submission_of(table: ScoreTable, out_dir: str | Path, threshold_quantile: float, *,
+                        reference: Collection[str] | None = None, thresholds_path: str | Path | None = None
+                        ) -> list[Path]:
     """Official files of ``table`` with decisions at the gamma thresholds (``threshold_quantile``)
-    of its normal train rows (see :func:`~hybrid_asd.evaluation.thresholds.section_thresholds`)."""
-    return write_submission(table, out_dir, section_thresholds(table, threshold_quantile))
+    of its out-of-sample normal train rows (``reference``: see
+    :func:`~hybrid_asd.evaluation.thresholds.section_thresholds`); the thresholds are also written to
+    ``thresholds_path`` when given (the evaluation and the report read them from there)."""
+    thresholds = section_thresholds(table, threshold_quantile, reference=reference)
+    written = write_submission(table, out_dir, thresholds)
+    if thresholds_path is not None:
+        write_thresholds(thresholds_path, thresholds)
+    return written
 
 
 def _read_rows(path: Path) -> list[tuple[int, str, str]]:

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from hybrid_asd.data.clips import clip_relpath
 from hybrid_asd.errors import StageError
 from hybrid_asd.extractor.backbones import build_model
 from hybrid_asd.extractor.settings import ExtractorSettings
@@ -29,8 +30,9 @@ CHECKPOINT_KEYS = ("model", "config", "meta")
 
 
 def data_fingerprint(paths: Iterable[str | Path]) -> str:
-    """A short hash of the (sorted) training clip paths."""
-    blob = "\n".join(sorted(str(p) for p in paths)).encode()
+    """A short hash of the (sorted) training clip paths relative to their data root
+    (:func:`~hybrid_asd.data.clips.clip_relpath`): the same data gives the same hash on any machine."""
+    blob = "\n".join(sorted(clip_relpath(p) for p in paths)).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

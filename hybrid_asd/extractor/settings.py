@@ -17,6 +17,7 @@ from hybrid_asd.settings import (
 )
 
 INPUT_MODES = ("patches", "clip", "waveform")
+TARGET_VALIDATION = ("crops", "clips", "none")
 OPTIMIZER_NAMES = ("adam", "adamw")
 SCHEDULERS = ("none", "cosine", "step")
 
@@ -55,6 +56,10 @@ class ExtractorSettings(Section):
     epochs: PositiveInt = 20
     batch_size: PositiveInt = 32
     val_fraction: Fraction = 0.1  # normal training clips held out per class (by clip) for validation
+    # how validation sees the target domain of a class whose few target clips got no validation clip:
+    # crops: the last patch of each of its target clips is held out (the clips stay training clips);
+    # clips: one of its target clips is held out whole; none: not at all (docs/extractor.md)
+    target_validation: Literal[TARGET_VALIDATION] = "crops"  # type: ignore[valid-type]
     target_oversample: PositiveInt = 1  # repeat factor of target-domain training clips
     max_patches_per_clip: PositiveInt | None = None  # subsample patches per clip per epoch (speed); null = all
     num_workers: NonNegativeInt = 0  # DataLoader workers (started with the "spawn" method when > 0)

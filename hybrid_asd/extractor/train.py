@@ -9,7 +9,12 @@ Adam/AdamW, an optional per-epoch schedule and optional mixup, and writes into i
 - ``train_state.pt`` every epoch (atomically): model, optimiser, scheduler, GradScaler, epoch,
   RNG states and log rows. Calling again with the same config and data resumes after the last
   completed epoch; the state is removed once the checkpoint is written.
-- ``train_log.csv`` every epoch (atomically): epoch, train/val loss and accuracy, seconds, lr.
+- ``train_log.csv`` every epoch (atomically): epoch, train/val loss and accuracy, the validation
+  accuracy on target-domain windows, seconds, lr.
+
+Validation sees the target domain of every class that has target clips (``target_validation``,
+see :func:`target_validation_split`): with 3 target clips per section a 10 % split by clip holds
+none of them out.
 - ``checkpoint.pt`` at the end (see :mod:`hybrid_asd.extractor.checkpoint`).
 
 On CUDA it uses float16 autocast + GradScaler (``amp: true``); on the CPU float32. Under
@@ -25,6 +30,7 @@ import io
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -35,7 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from hybrid_asd.config import fingerprint
-from hybrid_asd.data.clips import Clip
+from hybrid_asd.data.clips import Clip, clip_relpath
 from hybrid_asd.data.settings import SupplementalSettings
 from hybrid_asd.errors import DataError
 from hybrid_asd.experiment import ExtractorFiles
@@ -55,7 +61,7 @@ from hybrid_asd.utils import atomic_write_text, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
-LOG_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "lr")
+LOG_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_target_acc", "seconds", "lr")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES, "extractor.settings names the optimizers this table builds"
 
@@ -97,45 +103,125 @@ def make_scheduler(optimizer: torch.optim.Optimizer, conf: ExtractorSettings) ->
 
 
 # --- data -------------------------------------------------------------------------------------
+@dataclass
+class Datasets:
+    """What training reads: the training windows, the validation windows (all, and the target-domain
+    ones alone), the whole validation clips (``val_idx``) and the input geometry for the meta."""
+
+    train: PatchDataset | CropDataset
+    val: PatchDataset | CropDataset | None
+    val_target: PatchDataset | None
+    train_idx: np.ndarray  # the clips of ``train``, in its order
+    val_idx: np.ndarray
+    tail_idx: np.ndarray  # target clips whose last window is validation data (target_validation: crops)
+    geometry: dict[str, Any]
+
+
+def target_validation_split(
+    clips: Sequence[Clip], label_ids: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray, mode: str,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(train_idx, val_idx, tail_idx)`` such that validation sees the target domain of every class
+    with target clips.
+
+    A class whose target clips all stayed in training (3 clips x 10 % rounds to none) gets, by
+    ``mode``: ``crops``: each of its target clips keeps its first part for training and gives its last
+    window to validation (``tail_idx``; the clip stays a training clip everywhere else, e.g. in the
+    kNN memory and the OE train rows); ``clips``: one of its target clips (seeded choice) moves to
+    validation if the class keeps another; ``none``: nothing.
+    """
+    in_val = set(val_idx.tolist())
+    targets: dict[int, list[int]] = {}
+    for i, clip in enumerate(clips):
+        if clip.domain == "target":
+            targets.setdefault(int(label_ids[i]), []).append(i)
+    missing = {cls: idx for cls, idx in targets.items() if not in_val.intersection(idx)}
+    if mode == "none" or not missing:
+        return train_idx, val_idx, np.zeros(0, dtype=np.int64)
+    if mode == "crops":
+        tails = sorted(i for idx in missing.values() for i in idx)
+        return train_idx, val_idx, np.asarray(tails, dtype=np.int64)
+    moved = []
+    for cls, idx in sorted(missing.items()):
+        if len(idx) >= 2:
+            moved.append(int(rng.choice(idx)))
+        else:
+            log.warning("class %d has one target clip only: it stays a training clip, validation lacks its target "
+                        "domain", cls)
+    train = np.setdiff1d(train_idx, moved)
+    return train, np.sort(np.r_[val_idx, moved]).astype(np.int64), np.zeros(0, dtype=np.int64)
+
+
 def build_datasets(
     clips: Sequence[Clip], logmels: Sequence[np.ndarray], label_ids: np.ndarray, conf: ExtractorSettings,
     features: FeatureSettings, seed: int, input_samples: int | None = None,
-) -> tuple[PatchDataset | CropDataset, PatchDataset | CropDataset | None, np.ndarray, dict[str, Any]]:
+) -> Datasets:
     """Train/validation datasets, the validation clip indices and the input geometry for the meta.
 
     ``logmels`` are waveforms for ``input: waveform``, cropped to the network's ``input_samples``.
     """
-    train_idx, val_idx = stratified_split(label_ids, conf.val_fraction, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = stratified_split(label_ids, conf.val_fraction, rng)
+    mode = conf.target_validation if conf.val_fraction > 0 else "none"
+    if mode == "crops" and conf.input != "patches":
+        log.warning("extractor.target_validation 'crops' needs patch input; with %s input validation may lack the "
+                    "target domain (use target_validation: clips)", conf.input)
+        mode = "none"
+    train_idx, val_idx, tail_idx = target_validation_split(clips, label_ids, train_idx, val_idx, mode, rng)
     if conf.input == "waveform":
-        return (*waveform_datasets(logmels, label_ids, clips, train_idx, val_idx, conf, input_samples, seed),
-                val_idx, {"input": "waveform", "input_samples": input_samples})
+        train_wave, val_wave = waveform_datasets(logmels, label_ids, clips, train_idx, val_idx, conf, input_samples,
+                                                 seed)
+        return Datasets(train_wave, val_wave, None, train_idx, val_idx, tail_idx,
+                        {"input": "waveform", "input_samples": input_samples})
     names = [str(c.path) for c in clips]
     if conf.input == "patches":
         frames, hop = features.patch_frames, features.patch_hop
         train_hop, val_hop, max_per_clip = hop, hop, conf.max_patches_per_clip
         geometry = {"input": "patches", "patch_frames": frames, "patch_hop": hop}
+        # a tail crop leaves at least one whole window for training
+        short = [i for i in tail_idx if int(logmels[i].shape[-1]) < 2 * frames]
+        if short:
+            log.warning("%d target clip(s) shorter than two patches (%d frames) give no validation window",
+                        len(short), 2 * frames)
+            tail_idx = np.setdiff1d(tail_idx, short)
     else:
         # whole clips: random crops of the shortest training clip's length, one per clip and epoch
-        frames = min(int(m.shape[1]) for m in logmels)
-        longest = max(int(m.shape[1]) for m in logmels)
+        frames = min(int(m.shape[-1]) for m in logmels)
+        longest = max(int(m.shape[-1]) for m in logmels)
         train_hop, val_hop, max_per_clip = 1, longest + 1, 1
         geometry = {"input": "clip", "clip_frames": frames}
     repeats = np.asarray(
         [conf.target_oversample if c.domain == "target" else 1 for c in clips], dtype=np.int64
     )
+    tails = set(tail_idx.tolist())
 
-    def subset(idx: np.ndarray, hop: int, rep: np.ndarray | None, max_pc: int | None) -> PatchDataset:
-        return PatchDataset(
-            [logmels[i] for i in idx], label_ids[idx], frames, hop, repeats=rep, max_per_clip=max_pc,
-            seed=seed, names=[names[i] for i in idx],
-        )
+    def head(i: int) -> np.ndarray:  # the training part of a clip
+        # last axis: frames of (n_mels, T) and of (channels, n_mels, T) (data.channel: all)
+        return logmels[i][..., : int(logmels[i].shape[-1]) - frames] if i in tails else logmels[i]
 
-    train_ds = subset(train_idx, train_hop, repeats[train_idx], max_per_clip)
-    val_ds = subset(val_idx, val_hop, None, None) if len(val_idx) else None
+    def dataset(mels: list[np.ndarray], idx: list[int], hop: int, rep: np.ndarray | None, max_pc: int | None,
+                suffix: str = "") -> PatchDataset:
+        return PatchDataset(mels, label_ids[idx], frames, hop, repeats=rep, max_per_clip=max_pc, seed=seed,
+                            names=[names[i] + suffix for i in idx])
+
+    train_ds = dataset([head(i) for i in train_idx], list(train_idx), train_hop, repeats[train_idx], max_per_clip)
+    val_items = [(logmels[i], int(i), "") for i in val_idx]
+    val_items += [(logmels[i][..., -frames:], int(i), "#tail") for i in tail_idx]
+    val_ds = val_target = None
+    if val_items:
+        val_ds = PatchDataset([m for m, _, _ in val_items], label_ids[[i for _, i, _ in val_items]], frames, val_hop,
+                              seed=seed, names=[names[i] + sfx for _, i, sfx in val_items])
+        target = [(m, i, sfx) for m, i, sfx in val_items if clips[i].domain == "target"]
+        if target:
+            val_target = PatchDataset([m for m, _, _ in target], label_ids[[i for _, i, _ in target]], frames,
+                                      val_hop, seed=seed, names=[names[i] + sfx for _, i, sfx in target])
+    if len(tail_idx):
+        log.info("validation: the last window of %d target clip(s) of classes without a target validation clip "
+                 "(extractor.target_validation: crops)", len(tail_idx))
     geometry = {**geometry, "n_mels": int(train_ds.n_mels)}
     if train_ds.in_channels > 1:  # data.channel: all (older checkpoints have no key: one plane)
         geometry["in_channels"] = int(train_ds.in_channels)
-    return train_ds, val_ds, val_idx, geometry
+    return Datasets(train_ds, val_ds, val_target, train_idx, val_idx, tail_idx, geometry)
 
 
 def waveform_datasets(
@@ -313,9 +399,9 @@ def _train(
     model = build_model(conf, n_classes=len(classes))  # before loading data: config errors come first
     show = progress and info.is_main
     logmels = features.get_many([c.path for c in clips], progress=show)  # waveforms for input: waveform
-    train_ds, val_ds, val_idx, geometry = build_datasets(
-        clips, logmels, label_ids, conf, features_conf, seed, input_samples=getattr(model.backbone, "samples", None)
-    )
+    data = build_datasets(clips, logmels, label_ids, conf, features_conf, seed,
+                          input_samples=getattr(model.backbone, "samples", None))
+    train_ds, val_ds, val_idx, geometry = data.train, data.val, data.val_idx, data.geometry
     del logmels
     if geometry.get("in_channels", 1) > 1:  # data.channel: all: one input plane per channel
         seed_everything(seed)
@@ -355,10 +441,14 @@ def _train(
         wrapped = DistributedDataParallel(model, device_ids=device_ids)
     bs, workers = conf.batch_size, conf.num_workers
     train_loader, train_sampler = make_loader(train_ds, bs, info, shuffle=True, seed=seed, num_workers=workers)
-    val_loader = None
+    val_loader = val_target_loader = None
     if val_ds is not None:
         val_loader, _ = make_loader(
             val_ds, conf.extract_batch_size, info, shuffle=False, seed=seed, num_workers=0
+        )
+    if data.val_target is not None:
+        val_target_loader, _ = make_loader(
+            data.val_target, conf.extract_batch_size, info, shuffle=False, seed=seed, num_workers=0
         )
 
     for epoch in range(start_epoch, conf.epochs):
@@ -373,15 +463,17 @@ def _train(
         )
         scheduler.step()
         val_sums = evaluate(model, val_loader, device=device, use_amp=use_amp) if val_loader else (0.0, 0.0, 0.0)
-        tl, tc, tn, vl, vc, vn = ddp.all_sum(info, [*sums, *val_sums], device)
+        target_sums = (evaluate(model, val_target_loader, device=device, use_amp=use_amp)
+                       if val_target_loader else (0.0, 0.0, 0.0))
+        tl, tc, tn, vl, vc, vn, _, ttc, ttn = ddp.all_sum(info, [*sums, *val_sums, *target_sums], device)
         row = {"epoch": epoch + 1, "train_loss": _ratio(tl, tn), "train_acc": _ratio(tc, tn),
-               "val_loss": _ratio(vl, vn), "val_acc": _ratio(vc, vn),
+               "val_loss": _ratio(vl, vn), "val_acc": _ratio(vc, vn), "val_target_acc": _ratio(ttc, ttn),
                "seconds": round(time.perf_counter() - t0, 3), "lr": lr}
         rows.append(row)
         if info.is_main:
-            log.info("epoch %d/%d: train loss %.4f acc %.3f, val loss %.4f acc %.3f (%.1f s)",
+            log.info("epoch %d/%d: train loss %.4f acc %.3f, val loss %.4f acc %.3f (target %.3f) (%.1f s)",
                      epoch + 1, conf.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
-                     row["val_acc"], row["seconds"])
+                     row["val_acc"], row["val_target_acc"], row["seconds"])
             save_train_state(state_path, {
                 "fingerprint": run_fp, "epoch": epoch + 1, "rows": rows, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -396,7 +488,7 @@ def _train(
         meta = make_meta(
             train_paths=[c.path for c in clips], seed=seed, classes=classes, class_to_section=class_to_section,
             sections=section_names(clips), train_fingerprint=run_fp, epochs=conf.epochs,
-            val_paths=[str(clips[i].path) for i in val_idx], **geometry,
+            val_paths=[clip_relpath(clips[i].path) for i in val_idx], **geometry,
         )
         save_checkpoint(files.checkpoint, model.state_dict(),
                         {"extractor": conf.to_dict(), "features": features_conf.to_dict()}, meta)

@@ -29,7 +29,7 @@ from hybrid_asd.data.settings import DataSettings
 from hybrid_asd.errors import DataError
 from hybrid_asd.features.logmel import LogMel
 from hybrid_asd.features.settings import FeatureSettings
-from hybrid_asd.utils import atomic_save_npy, resolve_device
+from hybrid_asd.utils import atomic_save_npy, remove_stale_temp_files, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -190,17 +190,29 @@ class FeatureCache:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         log.info("computing %d log-mel feature(s) into %s", len(missing), self.cache_dir)
+        remove_stale_temp_files(self.cache_dir)
         items = list(missing.items())
         with tqdm(total=len(items), desc="log-mel", unit="clip", disable=not progress) as bar:
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
                 waves = [self._load_wave(path) for _, path in chunk]
+                for (_, path), wave in zip(chunk, waves):
+                    self._check_length(path, wave)
                 for key, array in zip((k for k, _ in chunk), self.logmel_batch(waves)):
                     atomic_save_npy(self.entry_path(key), array)
                     if keep is not None:
                         keep[key] = array
                 bar.update(len(chunk))
         return len(items)
+
+    def _check_length(self, path: str | os.PathLike, wave: np.ndarray) -> None:
+        minimum = self.frontend.min_samples()
+        samples = int(wave.shape[-1])  # (n,) or (channels, n) with data.channel: all
+        if samples < minimum:
+            rate = self.audio_conf["sample_rate"]
+            raise DataError(f"{path}: {samples} samples ({samples / rate:.3f} s) is too short for one "
+                            f"log-mel frame (features.n_fft {self.frontend.n_fft} needs at least {minimum} samples); "
+                            "remove the clip or set data.duration to pad clips")
 
     def _load_wave(self, path: str | os.PathLike) -> np.ndarray:
         return load_audio(path, **self.audio_conf)

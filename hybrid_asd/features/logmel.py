@@ -195,6 +195,13 @@ class LogMel(nn.Module):
         logmel = mel.add_(EPS).log10_().mul_(20.0 / self.power).transpose(-1, -2).contiguous()
         return logmel.reshape(*lead, self.n_mels, logmel.shape[-1])
 
+    def min_samples(self) -> int:
+        """The fewest samples a waveform needs for one STFT frame."""
+        # Reflect padding needs more than n_fft // 2 samples; an uncentred STFT needs one frame.
+        if not self.center:
+            return self.n_fft
+        return self.n_fft // 2 + 1 if self.pad_mode == "reflect" else 1
+
     def _check_length(self, n_samples: int) -> None:
         # Reflect padding needs more than n_fft // 2 samples; an uncentred STFT needs one frame.
         if not self.center:

@@ -52,7 +52,7 @@ from hybrid_asd.detectors.settings import DetectorEntry
 from hybrid_asd.detectors.stage import Rows, feature_rows, load_group_model, score_with_models
 from hybrid_asd.ensemble.fusion import fuse
 from hybrid_asd.ensemble.settings import EnsembleSettings
-from hybrid_asd.ensemble.stage import discover_references
+from hybrid_asd.ensemble.members import discover_references, intersect_references
 from hybrid_asd.ensemble.znorm import ZNorm, fit_znorm
 from hybrid_asd.errors import ConfigError, DataError, HybridASDError, StageError
 from hybrid_asd.evaluation.settings import EvaluationSettings
@@ -77,14 +77,15 @@ SYSTEM_FORMAT = 1
 STEPS = ("audio", "logmel", "extractor", "detectors", "fusion")
 
 
-def decision_thresholds(fused: ScoreTable, quantile: float) -> dict[Key, float]:
+def decision_thresholds(fused: ScoreTable, quantile: float, reference: set[str] | None = None) -> dict[Key, float]:
     """The system's decision thresholds: the ones the ``score`` and ``fuse`` stages write their
-    decision files with (``section_thresholds`` of the fused table's train rows at
-    ``evaluation.threshold_quantile``), plus per section one for an ``unknown`` domain, fitted to all
-    the section's train rows (both domains pooled). The only place predict takes thresholds from."""
-    thresholds = dict(section_thresholds(fused, quantile))
+    decision files with (``section_thresholds`` of the fused table's out-of-sample train rows,
+    ``reference``, at ``evaluation.threshold_quantile``), plus per section one for an ``unknown``
+    domain, fitted to the section's train rows of both domains pooled. The only place predict takes
+    thresholds from."""
+    thresholds = dict(section_thresholds(fused, quantile, reference=reference))
     pooled_clips = [replace(c, domain=UNKNOWN_DOMAIN) for c in fused.clips]
-    pooled = section_thresholds(ScoreTable(fused.detector, pooled_clips, fused.scores), quantile)
+    pooled = section_thresholds(ScoreTable(fused.detector, pooled_clips, fused.scores), quantile, reference=reference)
     thresholds.update({key: value for key, value in pooled.items() if key[2] == UNKNOWN_DOMAIN})
     return thresholds
 
@@ -198,6 +199,7 @@ class Member:
     table_id: str
     reference: ScoreTable
     znorm: ZNorm | None
+    held_out: set[str] | None = None  # train rows that are out-of-sample (ensemble.members.discover_references)
 
     def normalise(self, table: ScoreTable) -> ScoreTable:
         return table if self.znorm is None else self.znorm.apply(table)
@@ -260,7 +262,10 @@ class System:
         if any(c.evaluation != evaluation for c in configs[1:]):
             log.warning("the experiments' evaluation sections differ; thresholds use %s's", labels[0])
         fused = reference_fusion(members, ensemble)
-        thresholds = decision_thresholds(fused, evaluation.threshold_quantile)
+        # as the fuse stage: the fused train rows of clips held out for every member (#14)
+        held_out = intersect_references({m.name: m.held_out for m in members if m.held_out is not None},
+                                        [m.name for m in members])
+        thresholds = decision_thresholds(fused, evaluation.threshold_quantile, held_out)
         return cls(sources, members, ensemble, thresholds, evaluation,
                    origin=", ".join(str(e.root) for e in exps))
 
@@ -639,15 +644,15 @@ def read_ensemble_file(path: str | Path) -> EnsembleSettings:
 
 def reference_member(sources: list[Source], candidate: Candidate, name: str, ensemble: EnsembleSettings) -> Member:
     """A member with its stored score table and z-normalisation statistics, fitted as the ``fuse``
-    stage fits them (``fit_znorm`` with the OE table's held-out validation clips as reference)."""
+    stage fits them (``fit_znorm`` with the held-out validation clips of extractor-dependent tables as reference)."""
     source = next(s for s in sources if s.label == candidate.label)
     path = source.exp.require(source.exp.score_table_path(candidate.table_id), "score")
     table = ScoreTable.from_csv(path, name)
     znorm = None
+    references = discover_references([path]).get(candidate.table_id)
     if ensemble.normalise == "znorm":
-        references = discover_references([path]).get(candidate.table_id)
         znorm = fit_znorm(table, per_domain=ensemble.per_domain, min_clips=ensemble.min_clips, reference=references)
-    return Member(name, source, candidate.table_id, table, znorm)
+    return Member(name, source, candidate.table_id, table, znorm, references)
 
 
 def reference_fusion(members: list[Member], ensemble: EnsembleSettings) -> ScoreTable:
