@@ -29,6 +29,7 @@ same bytes whatever the number of workers. docs/synthetic.md has the calibration
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 # Bump when a change alters generated samples for the same seed and preset.
-SYNTH_VERSION = "1.0.0"
+SYNTH_VERSION = "2.0.0"
 SAMPLE_RATE = 16000
 DOMAINS = ("source", "target")
 SPLITS = ("train", "test")
@@ -80,14 +81,17 @@ SHIFT_KINDS = ("speed", "load", "noise")
 # Level and noise settings of the mix (dB); see docs/synthetic.md.
 OUTPUT_RMS_DBFS = -30.0  # nominal clip level
 MIC_GAIN_STD_DB = 0.5  # per-clip gain scatter
-SNR_RANGE_DB = (0.0, 10.0)  # section SNR (machine vs background), drawn per section
-SNR_JITTER_DB = 1.5  # per-clip SNR scatter
+SNR_RANGE_DB = (0.0, 6.0)  # typical SNR (machine vs background) of a machine type's factory
+SNR_JITTER_DB = 4.0  # per-clip SNR scatter: uniform +-4 dB around it
+TARGET_NOISE_SNR_JITTER_DB = 6.0  # per-clip SNR scatter in a noise-shifted target domain (another, busier hall)
+MIC2_LOSS_DB = 3.0  # the far microphone hears the machine this much quieter
 SEVERITY_RANGE = (0.15, 1.0)  # fault severity, uniform per anomalous clip
 PEAK_LIMIT = 0.999
 
 # Extra entropy words that keep section-level streams apart from the clip streams.
 _SECTION_STREAM = 1_000_003
 _REFERENCE_STREAM = 1_000_033
+_PLATFORM_STREAM = 1_000_037
 _REFERENCE_SECONDS = 2.0
 
 
@@ -103,6 +107,7 @@ class Preset:
     n_test_per_class: int  # normal and anomalous test clips, each, per section and domain
     duration: float  # seconds per clip
     sample_rate: int = SAMPLE_RATE
+    channels: int = 1  # 1: one microphone per clip (the `mic` attribute); 2: both at once (DCASE 2026 style)
 
     def clips_per_section(self) -> int:
         return self.n_source_train + self.n_target_train + 4 * self.n_test_per_class
@@ -120,7 +125,7 @@ PRESETS: dict[str, Preset] = {
     "full": Preset("full", MACHINE_TYPES, (0, 1, 2, 3, 4, 5), 1000, 3, 100, 10.0),
 }
 
-_OVERRIDABLE = ("n_source_train", "n_target_train", "n_test_per_class", "duration", "sections", "machines")
+_OVERRIDABLE = ("n_source_train", "n_target_train", "n_test_per_class", "duration", "sections", "machines", "channels")
 
 
 @dataclass
@@ -228,6 +233,8 @@ def _check_sizes(preset: Preset) -> None:
         raise ConfigError("clip counts above 9999 per section do not fit the 4-digit DCASE clip number")
     if not isinstance(preset.duration, (int, float)) or not 0.5 <= float(preset.duration) <= 600.0:
         raise ConfigError(f"duration must be 0.5-600 seconds, got {preset.duration!r}")
+    if preset.channels not in (1, 2) or isinstance(preset.channels, bool):
+        raise ConfigError(f"channels must be 1 or 2, got {preset.channels!r}")
 
 
 # --- sections: products and domain conditions ------------------------------------------------------
@@ -248,46 +255,85 @@ def _set_points(base: int, step: int, factors: Iterable[float]) -> list[int]:
     return out
 
 
-def plan_section(seed: int, machine: str, section: int) -> dict[str, Any]:
-    """One section: its product, its domain shift and the conditions of each domain.
+def _eq_bands(rng: np.random.Generator, k: int, gain_db: tuple[float, float], q: tuple[float, float]) -> list:
+    """``k`` peaking-equaliser bands ``[freq, gain_db, q]``: log-uniform 150-6000 Hz, random sign."""
+    freqs = np.sort(np.exp(rng.uniform(np.log(150.0), np.log(6000.0), size=k)))
+    gains = rng.uniform(*gain_db, size=k) * rng.choice([-1.0, 1.0], size=k)
+    qs = rng.uniform(*q, size=k)
+    return [[round(float(f), 1), round(float(g), 2), round(float(w), 2)] for f, g, w in zip(freqs, gains, qs)]
 
-    Everything here comes from ``SeedSequence([seed, machine_index, section, _SECTION_STREAM])``.
+
+def plan_factory(seed: int, machine: str) -> dict[str, Any]:
+    """What all sections of a machine type share: the product platform, the factory and the microphones.
+
+    From ``SeedSequence([seed, machine_index, _PLATFORM_STREAM])``: the platform every section is a
+    variant of; the environments whose background noise is mixed into source-domain clips (three of
+    the four, drawn per clip; the fourth is held out for noise-shifted target domains); the typical
+    SNR; and the two microphone positions' transfer paths (``mic`` attribute).
+    """
+    m_idx = _machine_index(machine)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, m_idx, _PLATFORM_STREAM]))
+    platform = MODELS[machine].platform(rng)
+    envs = [str(e) for e in rng.permutation(sorted(NOISE_TYPES))]
+    return {
+        "platform": platform,
+        "noise_pool": sorted(envs[:3]),
+        "noise_held_out": envs[3],
+        "snr_db": round(float(rng.uniform(*SNR_RANGE_DB)), 1),
+        # mic 1 near the machine; mic 2 farther away: another path and the machine MIC2_LOSS_DB quieter
+        "mics": {"1": _eq_bands(rng, 2, (0.5, 2.0), (0.7, 1.5)), "2": _eq_bands(rng, 3, (1.0, 3.0), (0.7, 2.0))},
+    }
+
+
+def plan_section(seed: int, machine: str, section: int, factory: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One section: its product variant, mounting, domain shift and the conditions of each domain.
+
+    The variant comes from ``SeedSequence([seed, machine_index, section, _SECTION_STREAM])`` applied to
+    the machine type's platform (:func:`plan_factory`). Source-domain attributes: three speed set points,
+    two loads, two microphone positions; the background is drawn per clip from the factory's pool.
     """
     model = MODELS[machine]
     m_idx = _machine_index(machine)
+    factory = plan_factory(seed, machine) if factory is None else factory
     rng = np.random.default_rng(np.random.SeedSequence([seed, m_idx, section, _SECTION_STREAM]))
-    product = model.product(rng)
+    product = model.variant(factory["platform"], rng)
+    mount = _eq_bands(rng, 3, (0.3, 1.0), (0.8, 2.5))
     base, step = product["spd_base"], model.spd_step
     shift = SHIFT_KINDS[(section + m_idx) % len(SHIFT_KINDS)]
 
-    delta = rng.uniform(0.04, 0.08) * rng.choice([-1.0, 1.0])
+    delta = rng.uniform(0.08, 0.12)
     load0 = int(rng.integers(0, 3))
-    noise = str(rng.choice(sorted(NOISE_TYPES)))
-    snr = round(float(rng.uniform(*SNR_RANGE_DB)), 1)
     source = {
-        "spd": _set_points(base, step, [1.0, 1.0 + delta]),
+        "spd": _set_points(base, step, [1.0 - delta, 1.0, 1.0 + delta]),
         "load": [load0, load0 + 1],
-        "noise": noise,
-        "snr_db": snr,
+        "mic": [1, 2],
+        "noise": list(factory["noise_pool"]),
+        "snr_db": factory["snr_db"],
     }
-    target = dict(source)
+    target = copy.deepcopy(source)
     # the shift draws always happen, so a section's other values do not depend on its kind
-    speed_shift = rng.uniform(0.18, 0.32) * rng.choice([-1.0, 1.0])
+    speed_shift = rng.uniform(0.18, 0.30) * rng.choice([-1.0, 1.0])
     load_shift = int(rng.integers(3, 5))
-    other_noise = str(rng.choice([t for t in sorted(NOISE_TYPES) if t != noise]))
-    snr_drop = float(rng.uniform(3.0, 8.0))
+    snr_drop = float(rng.uniform(4.0, 8.0))
+    # The target domain is a new, less controlled condition: it varies at least as much as the
+    # source along the shifted factor, and only 3 of its clips are given for training.
     if shift == "speed":
-        target["spd"] = _set_points(base, step, [1.0 + speed_shift + (delta if speed_shift * delta > 0 else 0.0)])
+        spread = [1.0 - 1.5 * delta, 1.0, 1.0 + 1.5 * delta]
+        target["spd"] = _set_points(base, step, [(1.0 + speed_shift) * f for f in spread])
     elif shift == "load":
-        target["load"] = [min(load0 + load_shift, 6)]
+        top = min(load0 + load_shift + 2, 6)
+        target["load"] = [top - 2, top - 1, top]
     else:
-        target["noise"] = other_noise
-        target["snr_db"] = round(snr - snr_drop, 1)
+        target["noise"] = [factory["noise_held_out"]]
+        target["snr_db"] = round(factory["snr_db"] - snr_drop, 1)
+        target["snr_jitter_db"] = TARGET_NOISE_SNR_JITTER_DB
     return {
         "machine": machine,
         "section": section,
         "shift": shift,
         "product": product,
+        "mount": mount,
+        "mics": factory["mics"],
         "source": source,
         "target": target,
         "ref_rms": _reference_rms(seed, machine, section, product, source),
@@ -295,17 +341,21 @@ def plan_section(seed: int, machine: str, section: int) -> dict[str, Any]:
 
 
 def _reference_rms(seed: int, machine: str, section: int, product: dict, source: dict) -> float:
-    """RMS of the product's normal sound at its first source condition (sets levels and SNR)."""
+    """RMS of the product's normal sound at its middle source speed and lower load (sets levels and SNR)."""
     m_idx = _machine_index(machine)
     rng = np.random.default_rng(np.random.SeedSequence([seed, m_idx, section, _REFERENCE_STREAM]))
     ctx = Ctx(rng, int(_REFERENCE_SECONDS * SAMPLE_RATE), SAMPLE_RATE)
-    factor = source["spd"][0] / product["spd_base"]
+    factor = source["spd"][len(source["spd"]) // 2] / product["spd_base"]
     return dsp.rms(MODELS[machine].render(ctx, product, factor, source["load"][0], None, 0.0))
 
 
 def plan_sections(seed: int, machines: Sequence[str], sections: Sequence[int]) -> dict[tuple[str, int], dict]:
     """:func:`plan_section` for every machine type and section."""
-    return {(m, s): plan_section(seed, m, s) for m in machines for s in sections}
+    plans = {}
+    for machine in machines:
+        factory = plan_factory(seed, machine)
+        plans.update({(machine, s): plan_section(seed, machine, s, factory) for s in sections})
+    return plans
 
 
 # --- one clip ---------------------------------------------------------------------------------------
@@ -325,24 +375,45 @@ def _clip_rng(seed: int, task: ClipTask) -> np.random.Generator:
 
 
 def synthesize_clip(
-    task: ClipTask, plan: dict[str, Any], seed: int, duration: float, sample_rate: int = SAMPLE_RATE
+    task: ClipTask,
+    plan: dict[str, Any],
+    seed: int,
+    duration: float,
+    sample_rate: int = SAMPLE_RATE,
+    channels: int = 1,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Render one clip: float64 samples in [-1, 1] and its metadata (conditions, fault, SNR)."""
+    """Render one clip and its metadata (conditions, fault, SNR).
+
+    ``channels=1``: float64 samples in [-1, 1] of one microphone, drawn per clip (``mic`` attribute).
+    ``channels=2``: shape ``(n, 2)``, both microphones hearing the same moment (near left, far right,
+    as DCASE 2026 clips); the file name then has no ``mic`` attribute.
+    """
     rng = _clip_rng(seed, task)
     model = MODELS[task.machine]
     cond = plan[task.domain]
     spd = int(rng.choice(cond["spd"]))
     load = int(rng.choice(cond["load"]))
+    mic = int(rng.choice(cond["mic"])) if channels == 1 else 0
+    noise = str(rng.choice(cond["noise"]))
     kind, severity = None, 0.0
     if task.label == "anomaly":
         kind = str(rng.choice(model.anomaly_kinds))
         severity = float(rng.uniform(*SEVERITY_RANGE))
     ctx = Ctx(rng, int(round(duration * sample_rate)), sample_rate)
-    machine = model.render(ctx, plan["product"], spd / plan["product"]["spd_base"], load, kind, severity)
-    background = render_background(ctx, cond["noise"])
-    snr = cond["snr_db"] + SNR_JITTER_DB * rng.standard_normal()
+    source = model.render(ctx, plan["product"], spd / plan["product"]["spd_base"], load, kind, severity)
+    background = render_background(ctx, noise)
+    snr = cond["snr_db"] + cond.get("snr_jitter_db", SNR_JITTER_DB) * rng.uniform(-1.0, 1.0)
     ref = plan["ref_rms"]
-    mix = machine + ref * 10.0 ** (-snr / 20.0) * background
+    noise_scale = ref * 10.0 ** (-snr / 20.0)
+    if channels == 1:
+        mix = _at_microphone(source, plan, mic, sample_rate) + noise_scale * background
+    else:
+        # one moment, two positions: each microphone has its own path from the machine; the far one
+        # also hears the hall through its own colouring (its mic-path bands applied to the background)
+        near = _at_microphone(source, plan, 1, sample_rate) + noise_scale * background
+        far_background = dsp.equalise(background, plan["mics"]["2"], sample_rate)
+        far = _at_microphone(source, plan, 2, sample_rate) + noise_scale * far_background
+        mix = np.stack([near, far], axis=1)
     gain = 10.0 ** ((OUTPUT_RMS_DBFS + MIC_GAIN_STD_DB * rng.standard_normal()) / 20.0)
     gain /= ref * np.sqrt(1.0 + 10.0 ** (-cond["snr_db"] / 10.0))
     wave = gain * mix
@@ -353,7 +424,8 @@ def synthesize_clip(
     meta = {
         "spd": spd,
         "load": load,
-        "noise": cond["noise"],
+        "mic": mic if channels == 1 else "",
+        "noise": noise,
         "snr_db": round(float(snr), 2),
         "anomaly_kind": kind or "",
         "severity": round(severity, 4),
@@ -362,10 +434,19 @@ def synthesize_clip(
     return wave, meta
 
 
+def _at_microphone(source: np.ndarray, plan: dict[str, Any], mic: int, sample_rate: int) -> np.ndarray:
+    """The machine's sound at microphone ``mic``: the section's mounting, then the position's path."""
+    heard = dsp.equalise(source, plan["mount"] + plan["mics"][str(mic)], sample_rate)
+    return heard * 10.0 ** (-MIC2_LOSS_DB / 20.0) if mic == 2 else heard
+
+
 def clip_name(task: ClipTask, meta: dict[str, Any]) -> str:
-    """Official DCASE 2021 file name; attributes record the true operating conditions."""
+    """Official DCASE file name; attributes record the operating conditions a plant would log
+    (speed set point, load, microphone), not the background, which nobody logs."""
     unit = MODELS[task.machine].spd_unit
-    attrs = f"spd_{meta['spd']}{unit}_load_{meta['load']}_noise_{meta['noise']}"
+    attrs = f"spd_{meta['spd']}{unit}_load_{meta['load']}"
+    if meta["mic"] != "":  # two-channel clips hold both microphones
+        attrs += f"_mic_{meta['mic']}"
     return f"section_{task.section:02d}_{task.domain}_{task.split}_{task.label}_{task.index:04d}_{attrs}.wav"
 
 
@@ -388,14 +469,16 @@ def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
 _WORKER_STATE: dict[str, Any] = {}
 
 
-def _init_worker(plans: dict, seed: int, duration: float, sample_rate: int, out_dir: str) -> None:
-    _WORKER_STATE.update(plans=plans, seed=seed, duration=duration, sample_rate=sample_rate, out_dir=out_dir)
+def _init_worker(plans: dict, seed: int, duration: float, sample_rate: int, out_dir: str, channels: int = 1) -> None:
+    _WORKER_STATE.update(
+        plans=plans, seed=seed, duration=duration, sample_rate=sample_rate, out_dir=out_dir, channels=channels
+    )
 
 
 def _write_clip(task: ClipTask) -> dict[str, Any]:
     st = _WORKER_STATE
     plan = st["plans"][(task.machine, task.section)]
-    wave, meta = synthesize_clip(task, plan, st["seed"], st["duration"], st["sample_rate"])
+    wave, meta = synthesize_clip(task, plan, st["seed"], st["duration"], st["sample_rate"], st["channels"])
     rel = Path(task.machine) / clip_folder(task) / clip_name(task, meta)
     data = wav_bytes(wave, st["sample_rate"])
     atomic_write_bytes(Path(st["out_dir"]) / rel, data)
@@ -482,6 +565,7 @@ def _section_record(plan: dict[str, Any]) -> dict[str, Any]:
         "source": plan["source"],
         "target": plan["target"],
         "product": plan["product"],
+        "mount": plan["mount"],
         "reference_rms": plan["ref_rms"],
         "spd_unit": model.spd_unit,
     }
@@ -496,6 +580,7 @@ def _dataset_record(preset: Preset, seed: int, plans: dict) -> dict[str, Any]:
             "load": model.load_meaning,
             "anomaly_kinds": model.anomaly_meaning,
             "anomaly_gain": ANOMALY_GAIN[machine],
+            "factory": plan_factory(seed, machine),
             "sections": {f"{s:02d}": _section_record(plans[(machine, s)]) for s in preset.sections},
         }
     return {
@@ -512,6 +597,7 @@ def _dataset_record(preset: Preset, seed: int, plans: dict) -> dict[str, Any]:
             "mic_gain_std_db": MIC_GAIN_STD_DB,
             "snr_range_db": list(SNR_RANGE_DB),
             "snr_jitter_db": SNR_JITTER_DB,
+            "mic2_loss_db": MIC2_LOSS_DB,
             "severity_range": list(SEVERITY_RANGE),
         },
         "machines": machines,
@@ -520,7 +606,7 @@ def _dataset_record(preset: Preset, seed: int, plans: dict) -> dict[str, Any]:
 
 _CSV_COLUMNS = (
     "path", "machine", "section", "domain", "split", "label", "index",
-    "spd", "load", "noise", "snr_db", "anomaly_kind", "severity", "peak_limited",
+    "spd", "load", "mic", "noise", "snr_db", "anomaly_kind", "severity", "peak_limited",
 )  # fmt: skip
 
 
@@ -554,7 +640,9 @@ def generate(
             As with any spawned pool, a script calling this with ``workers > 1`` must do so under
             ``if __name__ == "__main__":``.
         **preset_overrides: ``n_source_train``, ``n_target_train``, ``n_test_per_class``,
-            ``duration`` (s), ``sections`` (a count or a list of section numbers), ``machines``.
+            ``duration`` (s), ``sections`` (a count or a list of section numbers), ``machines``,
+            ``channels`` (1: one microphone per clip, named in the ``mic`` attribute; 2: stereo clips
+            with the near microphone left and the far one right, as DCASE 2026).
 
     Raises:
         ConfigError: unknown preset, machine type or override, or a size that gives zero clips.
@@ -575,7 +663,7 @@ def generate(
         "generating %d clips (%s preset, %d machine types x %d sections, %.1f s each) into %s",
         len(tasks), resolved.name, len(resolved.machines), len(resolved.sections), resolved.duration, out,
     )  # fmt: skip
-    init_args = (plans, int(seed), float(resolved.duration), resolved.sample_rate, str(out))
+    init_args = (plans, int(seed), float(resolved.duration), resolved.sample_rate, str(out), resolved.channels)
     rows = list(_run_tasks(tasks, init_args, int(workers), progress))
     seconds = time.perf_counter() - start
 

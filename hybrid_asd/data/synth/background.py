@@ -24,13 +24,47 @@ NOISE_TYPES: dict[str, str] = {
 
 
 def render_background(ctx: Ctx, noise_type: str) -> np.ndarray:
-    """Unit-RMS background of one environment, with per-clip random details."""
+    """Unit-RMS background of one environment, with per-clip random details.
+
+    Besides the environment's own texture, every clip gets what a real factory adds and nobody
+    logs: other machines running nearby (harmonic series at random rates, some switching on or off
+    during the clip), the listening position's colouring of the hall's sound (random gentle
+    equaliser bands) and a slow level drift. These vary from clip to clip in every section alike.
+    """
     try:
         render = _RENDERERS[noise_type]
     except KeyError:
         raise ValueError(f"unknown noise type {noise_type!r}; known: {sorted(_RENDERERS)}") from None
     x = render(ctx)
+    x = x / dsp.rms(x) + _other_machines(ctx)
+    x = dsp.equalise(x, _room_colouring(ctx), ctx.sr) * (1.0 + 0.15 * dsp.slow_noise(ctx, 0.3))
     return x / dsp.rms(x)
+
+
+def _other_machines(ctx: Ctx) -> np.ndarray:
+    """0-3 machines elsewhere in the hall: harmonic series at random rates and levels (-16 to -4 dB)."""
+    rng = ctx.rng
+    out = np.zeros(ctx.n)
+    for _ in range(int(rng.integers(0, 4))):
+        f0 = float(np.exp(rng.uniform(np.log(40.0), np.log(600.0))))
+        k = int(rng.integers(3, 9))
+        amps = rng.uniform(0.3, 0.7) ** np.arange(k) * rng.lognormal(0.0, 0.5, size=k)
+        phase = dsp.phase_of(ctx, dsp.rate_track(ctx, f0, wander=0.004))
+        tone = dsp.harmonics(phase, amps, dsp.random_phases(ctx, k))
+        tone *= 10.0 ** (rng.uniform(-16.0, -4.0) / 20.0) / dsp.rms(tone)
+        if rng.random() < 0.3:  # switched on or off during the clip
+            edge = rng.uniform(0.0, ctx.n / ctx.sr)
+            on = ctx.t >= edge if rng.random() < 0.5 else ctx.t < edge
+            tone *= dsp.smooth_gate(ctx, on, 0.05)
+        out += tone
+    return out
+
+
+def _room_colouring(ctx: Ctx) -> list:
+    """Three gentle random equaliser bands (+-3 dB): the hall heard from this spot at this time."""
+    rng = ctx.rng
+    freqs = np.exp(rng.uniform(np.log(100.0), np.log(7000.0), size=3))
+    return [(float(f), float(rng.uniform(-3.0, 3.0)), float(rng.uniform(0.5, 2.0))) for f in freqs]
 
 
 def _factory_hall(ctx: Ctx) -> np.ndarray:

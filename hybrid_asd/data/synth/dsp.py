@@ -254,6 +254,32 @@ def intervals_to_gate(ctx: Ctx, starts: np.ndarray, ends: np.ndarray) -> np.ndar
     return np.cumsum(delta[:-1]) > 0.5
 
 
+def peaking_sos(bands: Sequence[Sequence[float]], sr: int) -> np.ndarray:
+    """Second-order sections of a chain of peaking equalisers ``(freq, gain_db, q)``.
+
+    The model of a transfer path (mounting, structure, microphone position): gentle boosts and
+    dips of a few dB that colour a sound without adding energy elsewhere. Written out from the
+    Audio EQ Cookbook (R. Bristow-Johnson) because scipy's ``iirpeak`` is a band-pass with no
+    gain parameter, not an equaliser.
+    """
+    rows = []
+    for freq, gain_db, q in bands:
+        w0 = TWO_PI * float(np.clip(freq, 20.0, 0.45 * sr)) / sr
+        amp = 10.0 ** (float(gain_db) / 40.0)
+        alpha = np.sin(w0) / (2.0 * max(float(q), 0.1))
+        b = np.array([1.0 + alpha * amp, -2.0 * np.cos(w0), 1.0 - alpha * amp])
+        a = np.array([1.0 + alpha / amp, -2.0 * np.cos(w0), 1.0 - alpha / amp])
+        rows.append(np.concatenate([b / a[0], a / a[0]]))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+
+
+def equalise(x: np.ndarray, bands: Sequence[Sequence[float]], sr: int) -> np.ndarray:
+    """``x`` through the peaking equalisers ``bands`` (see :func:`peaking_sos`)."""
+    if len(bands) == 0:
+        return x
+    return signal.sosfilt(peaking_sos(bands, sr), x)
+
+
 def mains_hum(ctx: Ctx, mains_hz: float, amps: Sequence[float]) -> np.ndarray:
     """Electrical hum: harmonics of the (steady) mains frequency."""
     phase = TWO_PI * mains_hz * np.arange(ctx.n) / ctx.sr
