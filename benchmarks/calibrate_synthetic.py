@@ -221,7 +221,7 @@ def draw_figures(fig_dir: Path, seed: int, machines: list[str] | None) -> list[P
                     ax = axes[row_i, col]
                     ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=(0, len(wave) / sr, 0, mel.shape[0]))
                     what = "normal" if r["label"] == "normal" else f"{r['anomaly_kind']} (severity {float(r['severity']):.2f})"
-                    ax.set_title(f"{domain}: {what}\nspd {r['spd']}, load {r['load']}, noise {r['noise']}", fontsize=9)
+                    ax.set_title(f"{domain}: {what}\nspd {r['spd']}, load {r['load']}, mic {r['mic']}, background {r['noise']}", fontsize=9)
                     ax.set_xlabel("time (s)") if row_i == 1 else None
                     ax.set_ylabel("mel band") if col == 0 else None
             fig.suptitle(f"{machine}, section 00 (seed {seed}): log-mel, 128 bands")
