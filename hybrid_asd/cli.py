@@ -31,7 +31,8 @@ from hybrid_asd.ensemble.fusion import NORMALISERS, RULES
 from hybrid_asd.ensemble.settings import TUNE_METHODS, EnsembleSettings, TuneSettings
 from hybrid_asd.errors import HybridASDError
 from hybrid_asd.evaluation.settings import EMBEDDING_METHODS, PROTOCOLS, EvaluationSettings
-from hybrid_asd.experiment import Experiment
+from hybrid_asd.experiment import Experiment, GridFiles
+from hybrid_asd.grid.commands import add_grid_parser
 from hybrid_asd.monitor.commands import add_monitor_parsers
 from hybrid_asd.pipeline import check_data, make_config, run_stage, run_stages
 from hybrid_asd.stages import STAGE_NAMES, STAGES, Stage, format_table, stage_name
@@ -293,13 +294,19 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    grids = [p for p in args.exps if GridFiles.in_folder(p).summary_json.is_file()]  # hybrid-asd grid folders
+    if grids:
+        from hybrid_asd.grid.plot import plot_grid  # lazy: loads matplotlib (a second)
+
+        for path in grids:
+            print(f"report: {plot_grid(path)}")
     series = [p for p in args.exps if p.is_file()]  # predict --window outputs; folders are experiments
     if series:
         from hybrid_asd.monitor.plot import plot_series  # lazy: loads matplotlib (a second)
 
         for path in series:
             print(f"report: {plot_series(path)}")
-    folders = [p for p in args.exps if not p.is_file()]
+    folders = [p for p in args.exps if not p.is_file() and p not in grids]
     if folders:
         from hybrid_asd.evaluation.report import write_reports  # lazy: loads matplotlib and scikit-learn (seconds)
 
@@ -521,15 +528,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("report", help="write report/ (figures and report.html) for experiment folders; plot "
-                                      "predict --window outputs (score over time)")
+                                      "predict --window outputs (score over time) and grid folders (means ± std)")
     p.add_argument("exps", nargs="+", type=Path,
-                   help="experiment folders, or predict --window outputs (.csv/.jsonl; plotted beside them as .png)")
+                   help="experiment folders, or predict --window outputs (.csv/.jsonl; plotted beside them as .png), "
+                        "or grid folders (EXP_ROOT/grid: approaches.png)")
     p.add_argument("--detectors", nargs="+", default=None, help="detector ids to show (default: all / fused)")
     p.add_argument("--embedding", choices=EMBEDDING_METHODS, default="pca", help="embedding map (default pca)")
     p.add_argument("--no-overlay", action="store_true", help="do not overlay several experiments")
     p.set_defaults(func=cmd_report)
 
     add_monitor_parsers(sub, add_device, add_progress)  # predict, export
+    add_grid_parser(sub)  # grid
     return parser
 
 

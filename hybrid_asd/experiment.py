@@ -17,6 +17,7 @@ Layout (one folder per approach, machine type and seed, ``exp/<approach>/<machin
     fused/               fused.csv, weights.yaml, tuning.txt, submission/, thresholds.csv
     eval/result_<id>.csv official result tables
     report/              figures, manifest.json, report.html
+    grid_cell.json       where/when ``hybrid-asd grid`` ran this folder as a cell (logs/grid.log: its log)
     .done/<stage>        completion markers holding the fingerprint of the config sections they used
 
 Every path is an accessor here; reading one never creates anything (writers create the parent
@@ -74,6 +75,33 @@ class FusionFiles:
         folder = Path(folder)
         return cls(folder, folder / "fused.csv", folder / "weights.yaml", folder / "tuning.txt", folder / "submission",
                    folder / "thresholds.csv")
+
+
+@dataclass(frozen=True)
+class GridFiles:
+    """What ``hybrid-asd grid`` writes into ``<exp_root>/grid/`` (the cells' own folders are ordinary
+    experiments ``<exp_root>/<approach>/<machine>/seed<k>/``)."""
+
+    folder: Path
+    spec: Path  # grid.yaml: the resolved grid (configs, machines, seeds, resources)
+    results: Path  # results.csv: one row per cell
+    summary: Path  # summary.md: mean +- std tables and the cross-approach fusions
+    summary_json: Path  # summary.json: the same numbers, for plots and scripts
+    figure: Path  # approaches.png: per-approach means with error bars (hybrid-asd report)
+
+    @classmethod
+    def in_folder(cls, folder: str | Path) -> "GridFiles":
+        folder = Path(folder)
+        return cls(folder, folder / "grid.yaml", folder / "results.csv", folder / "summary.md",
+                   folder / "summary.json", folder / "approaches.png")
+
+    @classmethod
+    def of_exp_root(cls, exp_root: str | Path) -> "GridFiles":
+        return cls.in_folder(Path(exp_root) / "grid")
+
+    def fusion_dir(self, name: str, seed: int) -> Path:
+        """A cross-approach fusion of one seed (a :class:`FusionFiles` folder plus ``members/``)."""
+        return self.folder / "fusion" / name / f"seed{seed}"
 
 
 class Experiment:
@@ -179,6 +207,12 @@ class Experiment:
 
     def marker_path(self, stage: str) -> Path:
         return self.root / ".done" / stage
+
+    @property
+    def grid_record_path(self) -> Path:
+        """``grid_cell.json``: the state of this folder as a ``hybrid-asd grid`` cell (where and when it
+        ran, attempts, wall time, device); its log is ``log_path("grid")``."""
+        return self.root / "grid_cell.json"
 
     def require(self, path: Path, stage: str) -> Path:
         """``path``, or a StageError naming the stage that produces it when it is missing."""
@@ -307,4 +341,4 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> str:
     return prefix.rstrip(".") or "<root>"
 
 
-__all__ = ["Experiment", "ExtractorFiles", "FusionFiles", "command_line", "first_difference"]
+__all__ = ["Experiment", "ExtractorFiles", "FusionFiles", "GridFiles", "command_line", "first_difference"]

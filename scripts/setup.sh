@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Create ./.venv and install hybrid_asd with everything the tests and the demo need.
-# Usage: bash scripts/setup.sh [extra ...]   (extras default to: cpu,nflows,test)
+# Usage: bash scripts/setup.sh [extra ...]   (extras default to: cpu,nflows,test,grid)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-cpu,nflows,test}"
+extras="${1:-cpu,nflows,test,grid}"
 PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "hybrid_asd"
 # Libraries that take long to import (torch ~2 s, timm ~3 s, scikit-learn/scipy ~1 s, matplotlib),
 # or are optional, or open network stacks: loading them lazily keeps light commands light.
-HEAVY = {"torch", "torchvision", "timm", "faiss", "matplotlib", "sklearn", "scipy", "zuko", "nflows", "umap",
+HEAVY = {"torch", "torchvision", "timm", "faiss", "matplotlib", "sklearn", "scipy", "zuko", "nflows", "umap", "ray",
          "requests", "pooch", "librosa", "pandas"}
 
 
