@@ -102,12 +102,15 @@ def test_grid_file_with_flags_replacing_keys(tmp_path):
     write_configs(tmp_path / "grid", maha=MAHA)
     fake_root(tmp_path / "data")
     grid = tmp_path / "grid" / "g.yaml"
-    grid.write_text(f"configs: [maha.yaml, demo_hybrid]\nmachines: [fan]\nseeds: [0, 1]\n"
-                    f"data_root: {tmp_path / 'data'}\nexp_root: {tmp_path / 'exp'}\ncpus_per_cell: 2\n")
+    grid.write_text(f"configs: [{{config: maha.yaml, set: [evaluation.max_fpr=0.2]}}, demo_hybrid]\n"
+                    f"machines: [fan]\nseeds: [0, 1]\ndata_root: {tmp_path / 'data'}\n"
+                    f"exp_root: {tmp_path / 'exp'}\ncpus_per_cell: 2\n")
     spec = load_grid(grid, {"seeds": [4], "machines": None, "cpus_per_cell": None, "gpus_per_cell": 0.5})
     assert spec.seeds == [4] and spec.machines == ["fan"] and spec.cpus_per_cell == 2 and spec.gpus_per_cell == 0.5
     assert spec.configs[0].config == str(tmp_path / "grid" / "maha.yaml")  # relative to the grid file
-    assert [p.cell.approach for p in plan(spec)] == ["maha", "demo_hybrid"]
+    planned = plan(spec)
+    assert [p.cell.approach for p in planned] == ["maha", "demo_hybrid"]
+    assert planned[0].config.evaluation.max_fpr == 0.2 and planned[1].config.evaluation.max_fpr == 0.1
 
 
 def test_recipe_grid_has_the_top5_families_and_both_baselines_on_every_machine_type(tmp_path):
