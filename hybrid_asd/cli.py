@@ -95,6 +95,17 @@ def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "no_progress", False)
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options among ``names`` that were given (not None): library defaults apply to the rest."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -270,7 +281,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from hybrid_asd.demo import run_demo  # lazy: loads torch, scikit-learn and matplotlib (seconds)
 
-    run_demo(args.out, preset=args.preset, progress=_progress(args), quick=args.quick,
+    run_demo(args.out, preset=args.preset, progress=_progress(args), quick=args.quick, jobs=args.jobs,
              **_given(args, "seed", "device"))
     return 0
 
@@ -492,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic preset (default demo; tiny for a smoke test)")
     p.add_argument("--seed", type=int, default=None, help="seed (default 0)")
     p.add_argument("--quick", action="store_true", help="tiny models and one epoch (smoke test)")
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="experiments run at once in worker processes (default: min(CPU cores, experiments), "
+                        "6 for the demo preset; 1: one after the other); each uses one thread, so the table "
+                        "does not depend on N")
     add_device(p)
     add_progress(p)
     p.set_defaults(func=cmd_demo)

@@ -14,28 +14,41 @@ z-normalised weighted sum with tuned weights, leave-one-section-out estimate rep
 prints the official table per system, writes ``results.md`` / ``results.json`` and one report per
 experiment. On 2 CPU cores the CNNs are small (see docs/results.md): the demo shows the system
 working and the relative merit of the approaches, not DCASE numbers.
+
+The experiments (one per approach config and machine type: the *units*) are independent; ``jobs`` of them
+run at once in worker processes started with ``spawn`` (never ``fork``: a forked child of a process that
+has used multithreaded torch or FAISS can hang). Every unit runs with ONE thread for torch, OpenMP and BLAS,
+in a worker and in the sequential path (``jobs=1``, in this process) alike: training on 1 and on 2 threads
+gives different floats (convolution gradients are summed in another order), so one thread per unit is
+what makes a run's numbers independent of ``jobs``. The cross-experiment fusions run afterwards, in this
+process, on the units' files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from hybrid_asd.config import Config, load_config
 from hybrid_asd.data.synthetic import generate
 from hybrid_asd.ensemble.fusion import FUSED_NAME
 from hybrid_asd.ensemble.stage import run_fuse
-from hybrid_asd.errors import DataError
+from hybrid_asd.errors import ConfigError, DataError
 from hybrid_asd.evaluation.metrics import evaluate_scores
 from hybrid_asd.evaluation.report import write_reports
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.pipeline import run_stages
 from hybrid_asd.scores import ScoreTable
-from hybrid_asd.utils import atomic_write_json, atomic_write_text, resolve_device
+from hybrid_asd.utils import atomic_write_json, atomic_write_text, resolve_device, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +103,118 @@ def demo_config(name: str, data_root: Path, machine: str, seed: int, device: str
     return load_config(CONFIG_DIR / f"{name}.yaml", overrides)
 
 
-def run_experiments(out: Path, machines: list[str], data_root: Path, *, seed: int, device: str,
-                    quick: bool, progress: bool) -> dict[str, list[Experiment]]:
+# Environment of the worker processes, set while they start (spawned children read it when their libraries
+# load, before any code of ours runs): one thread for OpenMP, BLAS and FAISS.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity where the platform tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_jobs(n_units: int) -> int:
+    """``min(cores, units)``: every core busy, no idle worker."""
+    return max(1, min(available_cpus(), n_units))
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with one thread in torch, FAISS and every OpenMP/BLAS runtime loaded (restored after).
+
+    The libraries the stages use are imported first, so that their runtimes exist when the limits are set.
+    """
+    import torch  # lazy: seconds to import; only running a unit needs it
+    import scipy.linalg  # noqa: F401 - loads scipy's BLAS before the limit is set
+    import sklearn.mixture  # noqa: F401 - likewise scikit-learn's OpenMP runtime
+    faiss = None
+    with contextlib.suppress(ImportError):
+        import faiss  # optional extra; its OpenMP runtime is limited too
+    threads = torch.get_num_threads()
+    faiss_threads = faiss.omp_get_max_threads() if faiss is not None else None
+    torch.set_num_threads(1)
+    if faiss is not None:
+        faiss.omp_set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        if faiss is not None:
+            faiss.omp_set_num_threads(faiss_threads)
+
+
+def run_unit(out: Path, name: str, machine: str, data_root: Path, seed: int, device: str, quick: bool,
+             progress: bool) -> tuple[Path, list[Path]]:
+    """One experiment (approach config ``name`` on ``machine``) through every stage, and its report, on one
+    thread; returns the experiment folder and the report paths."""
+    exp = Experiment.for_run(out / "exp", name, machine, seed)
+    config = demo_config(name, data_root, machine, seed, device, quick)
+    log.info("=== %s / %s", name, machine)
+    with one_thread():
+        run_stages(exp, config, overwrite=True, progress=progress)
+        reports = write_reports([exp.root])
+    return exp.root, reports
+
+
+def _init_worker(log_level: int) -> None:
+    setup_logging(log_level)
+
+
+def _run_unit_indexed(args: tuple[int, tuple[Any, ...]]) -> tuple[int, tuple[Path, list[Path]]]:
+    index, unit_args = args
+    return index, run_unit(*unit_args)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_experiments(out: Path, machines: list[str], data_root: Path, *, seed: int, device: str, quick: bool,
+                    progress: bool, jobs: int | None = None) -> tuple[dict[str, list[Experiment]], list[Path]]:
+    """Every (config, machine type) unit through every stage and its report, ``jobs`` at a time (default
+    :func:`default_jobs`; 1: one after the other in this process), the same numbers either way. Returns the
+    experiments by config and the report paths (config by config)."""
+    units = [(name, machine) for machine in machines for name in DEMO_CONFIGS]
+    jobs = default_jobs(len(units)) if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    jobs = min(jobs, len(units))
+    unit_args = [(out, name, machine, data_root, seed, device, quick) for name, machine in units]
+    results: list[tuple[Path, list[Path]] | None] = [None] * len(units)
+    if jobs == 1:
+        for i, args in enumerate(unit_args):
+            results[i] = run_unit(*args, progress=progress)
+    else:
+        log.info("running %d experiments in %d worker processes (one thread each)", len(units), jobs)
+        level = logging.getLogger("hybrid_asd").getEffectiveLevel()
+        tasks = [(i, (*args, False)) for i, args in enumerate(unit_args)]  # no progress bars from workers
+        with _environment(WORKER_ENV):  # spawned workers start inside Pool() and read it as they start
+            pool = multiprocessing.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(level,))
+        with pool, tqdm(total=len(units), desc="demo experiments", unit="exp", disable=not progress) as bar:
+            for i, result in pool.imap_unordered(_run_unit_indexed, tasks):
+                results[i] = result
+                bar.update(1)
     exps: dict[str, list[Experiment]] = {name: [] for name in DEMO_CONFIGS}
-    for machine in machines:
-        for name in DEMO_CONFIGS:
-            exp = Experiment.for_run(out / "exp", name, machine, seed)
-            config = demo_config(name, data_root, machine, seed, device, quick)
-            log.info("=== %s / %s", name, machine)
-            run_stages(exp, config, overwrite=True, progress=progress)
-            exps[name].append(exp)
-    return exps
+    reports: dict[str, list[Path]] = {name: [] for name in DEMO_CONFIGS}
+    for (name, _), result in zip(units, results):
+        assert result is not None
+        exps[name].append(Experiment(result[0]))
+        reports[name] += result[1]
+    return exps, [path for name in DEMO_CONFIGS for path in reports[name]]
 
 
 def member_paths(exps: dict[str, list[Experiment]], members: list[tuple[str, str]]) -> list[Path]:
@@ -150,14 +264,18 @@ def format_table(results: dict[str, Any], tuned: dict[str, Any] | None) -> str:
 
 
 def run_demo(out: str | Path = "exp/demo", *, seed: int = 0, preset: str = "demo", device: str = "auto",
-             progress: bool = True, quick: bool = False) -> dict[str, Any]:
-    """Run the demo into ``out``; print and return the results table."""
+             progress: bool = True, quick: bool = False, jobs: int | None = None) -> dict[str, Any]:
+    """Run the demo into ``out``; print and return the results table.
+
+    ``jobs``: experiments run at once in spawned worker processes (default: ``min(CPU cores, experiments)``;
+    1: one after the other in this process); each runs on one thread, so the numbers do not depend on it.
+    """
     out = Path(out)
     start = time.perf_counter()
     data_root = out / "data"
     machines = ensure_data(data_root, preset, seed, progress)
-    exps = run_experiments(out, machines, data_root, seed=seed, device=resolve_device(device),
-                           quick=quick, progress=progress)
+    exps, report_paths = run_experiments(out, machines, data_root, seed=seed, device=resolve_device(device),
+                                         quick=quick, progress=progress, jobs=jobs)
     results = system_results(out, exps)
     tuned = tuned_fusion(out, exps)
     table = format_table(results, tuned)
@@ -169,17 +287,9 @@ def run_demo(out: str | Path = "exp/demo", *, seed: int = 0, preset: str = "demo
     atomic_write_json(out / "results.json", {
         label: {"official_score": res.official_score, **res.by_domain()} for label, res in results.items()
     })
-    report_paths = write_demo_reports(exps)
     print(text)
     for path in report_paths:
         print(f"report: {path}")
     print(f"results: {out / 'results.md'}")
     return {"results": results, "tuned": tuned, "reports": report_paths, "minutes": minutes}
 
-
-def write_demo_reports(exps: dict[str, list[Experiment]]) -> list[Path]:
-    paths: list[Path] = []
-    for name in DEMO_CONFIGS:
-        for exp in exps[name]:
-            paths += write_reports([exp.root])
-    return paths
