@@ -2,12 +2,18 @@
 
     python benchmarks/bench_predict.py                    # tiny_cnn and mobilenetv2_100, 10 s clips
     python benchmarks/bench_predict.py --backbones tiny_cnn --clips 32
+    python benchmarks/bench_predict.py --systems serial   # the serial hybrid alone (kNN on the embeddings)
 
 For each backbone it trains the ``demo_hybrid`` approach (OE score + kNN on the embeddings +
 Mahalanobis on log-mel statistics, z-normalised weighted sum: the demo's parallel/serial hybrid) for
 ONE epoch on a small synthetic set of 10 s clips (``tiny`` preset, fan, 2 sections, duration 10 s;
 scoring speed does not depend on how well the weights are trained), then times
-``load_system(exp).score(...)`` on its WAV test clips:
+``load_system(exp).score(...)`` on its WAV test clips, for each of ``--systems``:
+
+- ``parallel``: the experiment's own fusion (OE + kNN + Mahalanobis);
+- ``serial``: the deployed serial hybrid, the kNN on the embeddings alone (the same experiment loaded with a
+  weights file whose ``ensemble.members`` is ``[knn]``): its steps are read, log-mel, network (extractor:
+  embeddings and the OE score it computes with them) and kNN (the ``detectors`` step, the kNN only);
 
 - throughput: all ``--clips`` test clips in batches of ``--batch`` (best of ``--repeat`` runs after a
   warm-up), clips/s and the share of each step (audio read, log-mel, extractor, detectors, fusion
@@ -56,9 +62,12 @@ def shares(seconds: dict[str, float]) -> str:
     return ", ".join(f"{step} {100 * seconds[step] / total:.0f}%" for step in STEPS)
 
 
+SERIAL_MEMBERS = "ensemble:\n  members: [knn]\n"  # the serial hybrid: the kNN on the embeddings alone
+
+
 def bench(exp: Experiment, clips: list[Path], batch: int, repeat: int, single: int,
-          extract_batch: int | None) -> dict[str, str]:
-    system = load_system(exp.root, device="cpu").load()
+          extract_batch: int | None, weights: Path | None = None) -> dict[str, str]:
+    system = load_system(exp.root, device="cpu", weights=weights).load()
     if extract_batch is not None:  # patches per extractor forward; predict uses extractor.extract_batch_size
         system.sources[0].embedder().batch_size = extract_batch
     system.score(clips[:batch], batch_size=batch)  # warm-up (oneDNN primitives, FAISS, first allocations)
@@ -94,22 +103,30 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=10, help="clips timed one at a time")
     parser.add_argument("--extract-batch", type=int, nargs="+", default=[0],
                         help="patches per extractor forward to try (0: the config's extract_batch_size, 256)")
+    parser.add_argument("--systems", nargs="+", choices=("parallel", "serial"), default=["parallel", "serial"],
+                        help="parallel: OE + kNN + Mahalanobis fused; serial: the kNN on the embeddings alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["HYBRID_ASD_CACHE"] = str(root / "cache")
         data = root / "data"
         generate(data, preset="tiny", machines=["fan"], duration=10.0, n_test_per_class=12, progress=False)
+        serial = root / "serial_weights.yaml"
+        serial.write_text(SERIAL_MEMBERS)
         load = os.getloadavg()[0]
         rows = []
         for backbone in args.backbones:
             exp = train_system(root / "exp", data, backbone)
             clips = [c.path for c in exp.test_clips()][: args.clips]
-            for eb in args.extract_batch:
-                label = f"{backbone}, extractor batch {eb or 'config (256)'}"
-                rows.append((label, len(clips), bench(exp, clips, args.batch, args.repeat, args.single, eb or None)))
+            for system in args.systems:
+                for eb in args.extract_batch:
+                    label = f"{system}: {backbone}, extractor batch {eb or 'config (256)'}"
+                    rows.append((label, len(clips), bench(exp, clips, args.batch, args.repeat, args.single, eb or None,
+                                                          weights=serial if system == "serial" else None)))
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 1-min load before: {load:.1f}, "
               f"after: {os.getloadavg()[0]:.1f}")
+        print("Steps: audio = read, logmel = log-mel, extractor = network, detectors = the inlier models (serial: the kNN "
+              "alone), fusion = z-normalisation, fusion rule and thresholds.")
         print("| system | clips | clips/s (batch) | steps (batch) | latency, 1 clip (median) | steps (1 clip) |")
         print("|---|---|---|---|---|---|")
         for backbone, n, r in rows:
