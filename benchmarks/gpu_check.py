@@ -560,8 +560,8 @@ def e2e_epochs(rows: list[dict[str, Any]], n_windows: int, config_epochs: int, s
     """Epochs that fit ``seconds_left``, from the measured fp16 pipeline rate of the e2e network."""
     rate = next((r.get("pipeline_patches_per_s") for r in rows if r["config"] == E2E_CONFIG
                  and r["precision"] == "fp16" and r["variant"] == "default" and r.get("status") == OK), None)
-    if not rate:
-        return config_epochs, {"basis": "no fp16 pipeline rate measured: the config's epochs"}
+    if not rate:  # unknown speed: a short run rather than a blown budget
+        return min(2, config_epochs), {"basis": "no fp16 pipeline rate measured: 2 epochs"}
     epoch_s = 1.1 * n_windows / rate  # + validation
     other_s = 60.0 + (n_clips / logmel_cpu_rate if logmel_cpu_rate else 60.0) + n_clips * 32 / (3 * rate)
     fit = int((seconds_left - other_s) // epoch_s)
