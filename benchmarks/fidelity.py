@@ -43,6 +43,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hybrid_asd.evaluation.metrics import harmonic_mean  # noqa: E402
+
 SERIAL = "serial hybrid: kNN on sub-cluster AdaCos embeddings"
 AE = "AE baseline"
 OE = "MobileNetV2-recipe OE baseline (small CNN)"
@@ -90,19 +92,16 @@ def _stats_of_file(path: str) -> np.ndarray:
 
 
 def load_stats(data: Path, machines: list[str] | None, workers: int) -> tuple[list[dict], np.ndarray]:
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with open(data / "synthetic_clips.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if machines is None or r["machine"] in machines]
     paths = [str(data / r["path"]) for r in rows]
-    with ProcessPoolExecutor(workers) as pool:
+    # never fork: this process has run the demo (torch/OpenMP threads) before
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         feats = list(pool.map(_stats_of_file, paths, chunksize=32))
     return rows, np.stack(feats)
-
-
-def _hmean(values) -> float:
-    v = np.maximum(np.asarray(values, dtype=np.float64), np.finfo(float).eps)
-    return float(len(v) / np.sum(1.0 / v))
 
 
 def reference_results(rows: list[dict], feats: np.ndarray, seed: int) -> dict[str, dict]:
@@ -124,9 +123,9 @@ def reference_results(rows: list[dict], feats: np.ndarray, seed: int) -> dict[st
                 per[name][domain].append((roc_auc_score(y, scores), roc_auc_score(y, scores, max_fpr=0.1)))
     out = {}
     for name, doms in per.items():
-        res = {d: {"auc": _hmean([a for a, _ in v]), "pauc": _hmean([p for _, p in v])} for d, v in doms.items()}
+        res = {d: {"auc": harmonic_mean([a for a, _ in v]), "pauc": harmonic_mean([p for _, p in v])} for d, v in doms.items()}
         every = [x for v in doms.values() for pair in v for x in pair]
-        out[name] = {"official_score": _hmean(every), **res}
+        out[name] = {"official_score": harmonic_mean(every), **res}
     return out
 
 
@@ -197,7 +196,7 @@ def summarise(per_seed: dict[int, dict], accs: dict[int, dict], probes: dict[int
 
 def fidelity_checks(mean: dict, accs: dict[int, dict]) -> dict[str, tuple[str, str, bool]]:
     def hm_target(name: str) -> float:
-        return _hmean([mean[name]["ta"], mean[name]["tp"]])
+        return harmonic_mean([mean[name]["ta"], mean[name]["tp"]])
 
     first = [a[0] for per in accs.values() for cfg in per.values() for a in cfg.values()]
     improves = [max(a[1:]) > a[0] for per in accs.values() for cfg in per.values() for a in cfg.values() if len(a) > 1]

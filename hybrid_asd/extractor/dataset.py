@@ -58,6 +58,12 @@ def identity_collate(batch):  # noqa: ANN001, ANN201 - a module-level function s
     return batch
 
 
+
+def batch_noise_rng(seed: int, epoch: int, idx: np.ndarray) -> np.random.Generator:
+    """The noise draws of a batch: fixed by the seed, the epoch and the batch's items (so a run
+    repeats, whichever worker fetches the batch)."""
+    return np.random.default_rng([seed, epoch, 7919, *np.asarray(idx).tolist()])
+
 class PatchDataset(Dataset):
     """Fixed-size windows of in-memory log-mels with their class labels.
 
@@ -134,9 +140,7 @@ class PatchDataset(Dataset):
         self.noise = mixer
 
     def noise_rng(self, idx: np.ndarray) -> np.random.Generator:
-        """The noise draws of a batch: fixed by the seed, the epoch and the batch's items (so a run
-        repeats, whichever worker fetches the batch)."""
-        return np.random.default_rng([self.seed, self.epoch, 7919, *idx.tolist()])
+        return batch_noise_rng(self.seed, self.epoch, idx)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's windows (only where ``max_per_clip`` subsamples)."""

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from hybrid_asd.data.audio import load_audio
 from hybrid_asd.data.settings import DataSettings
 from hybrid_asd.errors import DataError
+from hybrid_asd.extractor.dataset import batch_noise_rng
 from hybrid_asd.extractor.noise import NoiseMixer
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class CropDataset(Dataset):
         idx = np.asarray(indices, dtype=np.int64)
         crops = np.lib.stride_tricks.sliding_window_view(self.data, self.samples)[self.starts[idx]][:, None]
         if self.noise is not None:
-            crops = self.noise.mix_waves(crops, np.random.default_rng([self.seed, self.epoch, 7919, *idx.tolist()]))
+            crops = self.noise.mix_waves(crops, batch_noise_rng(self.seed, self.epoch, idx))
         x = torch.from_numpy(np.ascontiguousarray(crops))  # (B, 1, samples)
         return x, torch.from_numpy(self.labels[self.clip_of_item[idx]])
 
