@@ -136,12 +136,14 @@ def test_spectra():
 
 
 def test_spectra_stay_float32_under_autocast():
-    # seeded: the outcome must not depend on the tests run before (torch.manual_seed(31) gives NaN
-    # outputs under bfloat16 autocast: reported, not fixed here)
+    # float16, the dtype extractor.amp uses on CUDA (CPU autocast supports it). Not bfloat16: on this
+    # AMX CPU with torch 2.14.1 and 2 threads, oneDNN's bfloat16 convolution returns NaN for finite
+    # inputs in about 1 forward pass in 60 (nondeterministic; 0 in 300 with 1 thread, 0 in 1500 in
+    # float16); see docs/multibranch.md, "Known problems".
     torch.manual_seed(0)
     net = tiny_net().train()
     wave = torch.randn(4, 1, 2000) * 50.0
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.float16):
         out = net(wave)
         assert net.branches[0].magnitude(wave[:, 0]).dtype == torch.float32
         assert net.branches[1].spectrogram(wave[:, 0]).dtype == torch.float32
