@@ -1,7 +1,7 @@
 """One-command GPU check: what the GPU paths of hybrid_asd deliver on one CUDA GPU, in at most ~8 minutes.
 
     python benchmarks/gpu_check.py --out exp/gpu_check          # on a machine with one CUDA GPU
-    python benchmarks/gpu_check.py --quick --out /tmp/gpu_check  # CPU smoke run (tiny_cnn, tiny data), < 1 min
+    python benchmarks/gpu_check.py --quick --out /tmp/gpu_check  # CPU smoke run (tiny_cnn + width-8 multibranch, tiny data), < 1 min
 
 It writes ``gpu_check.json`` and ``gpu_check.md`` (the same tables) into ``--out`` and prints the markdown.
 Sections, in the order they run:
@@ -18,7 +18,9 @@ Sections, in the order they run:
    share of equal neighbour ids.
 4. **extractor training** (patches/s) with the extractor section of shipped configs (backbone, head, labels,
    batch size, mixup): ``baseline_mobilenetv2`` (mobilenetv2_100, batch 32), ``wilkinghoff2021_serial``
-   (mobilenetv2_100, 64), ``morita2021_serial`` (resnet18, 64) and ``demo_hybrid`` (tiny_cnn, 64), each in
+   (mobilenetv2_100, 64), ``morita2021_serial`` (resnet18, 64), ``demo_hybrid`` (tiny_cnn, 64) and
+   ``multibranch_scac_knn`` (the multi-branch whole-clip network, width 128, on 10 s waveform crops of a
+   ``CropDataset``, 64; its rate counts crops, ``--quick`` shrinks it to width 8 on 1 s crops), each in
    float32, AMP float16 (autocast + GradScaler, what ``extractor.amp: true`` does on CUDA) and bfloat16
    (autocast): "model" = forward + backward + optimiser step on batches already on the GPU; "pipeline" = the
    project's training loop (``train_one_epoch`` over ``make_loader``'s DataLoader of a ``PatchDataset``, whole
@@ -36,7 +38,7 @@ Sections, in the order they run:
    ``--e2e-train-clips N`` scales the data down (source training clips per section), ``--skip-e2e`` skips it.
 
 Without CUDA the full check stops at once with "CUDA not available". ``--quick`` runs every section at tiny
-sizes on whatever there is: tiny_cnn only, on the GPU when CUDA is available, else on the CPU with every GPU
+sizes on whatever there is: tiny_cnn and the shrunken multi-branch network only, on the GPU when CUDA is available, else on the CPU with every GPU
 row marked unavailable ("CUDA not available"), with BLAS limited to one thread (OpenBLAS threads busy-wait on
 a shared CPU); the test suite runs it (tests/test_gpu_check.py).
 Exit status: 0 when every measured check passed, 1 when a check failed or a section raised (the JSON says
@@ -72,8 +74,12 @@ SCHEMA = 1
 CONFIG_DIR = ROOT / "hybrid_asd" / "configs"
 E2E_CONFIG = "wilkinghoff2021_serial"
 # (config, what the row shows): the extractor sections whose training throughput is measured
-TRAINING_CONFIGS = ("baseline_mobilenetv2", E2E_CONFIG, "morita2021_serial", "demo_hybrid")
-QUICK_TRAINING_CONFIGS = ("demo_hybrid",)
+TRAINING_CONFIGS = ("baseline_mobilenetv2", E2E_CONFIG, "morita2021_serial", "demo_hybrid", "multibranch_scac_knn")
+QUICK_TRAINING_CONFIGS = ("demo_hybrid", "multibranch_scac_knn")
+# --quick shrinks the multi-branch network so that a CPU step takes well under a second (the full one
+# trains ~7 crops/s on 2 CPU cores); the GPU check runs the shipped config unchanged
+QUICK_OVERRIDES = {"multibranch_scac_knn": ("extractor.backbone.conf.width=8", "extractor.backbone.conf.clip_seconds=1.0",
+                                            "extractor.embedding_dim=16", "extractor.batch_size=8")}
 PRECISIONS = ("fp32", "fp16", "bf16")
 LOGMEL_TOLERANCE_DB = 1e-3
 FAISS_TOLERANCE = 1e-5
@@ -353,6 +359,18 @@ def check_faiss(quick: bool, cuda: bool) -> dict[str, Any]:
 
 
 # --- 4. extractor training ------------------------------------------------------------------------------
+def crop_dataset(quick: bool, samples: int, classes: int):  # noqa: ANN201
+    """A CropDataset of synthetic waveforms (``input: waveform`` networks; labels cycle over ``classes``)."""
+    import numpy as np
+
+    from hybrid_asd.extractor.waveforms import CropDataset
+
+    n = 8 if quick else 64
+    seconds = max(samples / 16000, 3.0 if quick else 10.0)
+    waves = synthetic_waves(n, seconds, seed=1)
+    return CropDataset(waves, np.arange(n) % classes, samples, repeats=np.full(n, 8 if quick else 64), seed=0)
+
+
 def training_dataset(quick: bool, frames: int, hop: int):  # noqa: ANN201
     """A PatchDataset of real log-mel patches of synthetic clips (labels cycle over 12 classes)."""
     import numpy as np
@@ -370,11 +388,18 @@ def training_dataset(quick: bool, frames: int, hop: int):  # noqa: ANN201
     return PatchDataset(mels, labels, frames, hop, repeats=repeats, seed=0), mels
 
 
-def extractor_conf(config_name: str):  # noqa: ANN201
+def extractor_conf(config_name: str, overrides: tuple[str, ...] = ()):  # noqa: ANN201
     from hybrid_asd.config import load_config
 
-    conf = load_config(CONFIG_DIR / f"{config_name}.yaml")
+    conf = load_config(CONFIG_DIR / f"{config_name}.yaml", overrides)
     return conf.extractor, conf.features
+
+
+def input_samples(conf: Any) -> int:
+    """Crop length of a waveform network, read off the network itself."""
+    from hybrid_asd.extractor.backbones import build_model
+
+    return int(build_model(conf, n_classes=n_classes(conf.labels)).backbone.samples)
 
 
 def n_classes(labels: str) -> int:
@@ -493,14 +518,16 @@ def check_training(quick: bool, cuda: bool) -> list[dict[str, Any]]:
     model_seconds, pipe_seconds = (0.5, 1.0) if quick else (2.0, 3.0)
     sampler = GpuSampler(device)
     rows: list[dict[str, Any]] = []
-    confs = {name: extractor_conf(name) for name in TRAINING_CONFIGS}
+    confs = {name: extractor_conf(name, QUICK_OVERRIDES.get(name, ()) if quick else ()) for name in TRAINING_CONFIGS}
     features = confs["demo_hybrid"][1]
-    dataset, _ = training_dataset(quick, features.patch_frames, features.patch_hop)
+    patches, _ = training_dataset(quick, features.patch_frames, features.patch_hop)
     chosen = QUICK_TRAINING_CONFIGS if quick else TRAINING_CONFIGS
     for name in TRAINING_CONFIGS:
         conf = confs[name][0]
+        # waveform networks get fixed-length crops of whole clips instead of log-mel patches
+        dataset = crop_dataset(quick, input_samples(conf), n_classes(conf.labels)) if conf.input == "waveform" else patches
         base = {"config": name, "backbone": conf.backbone.name, "head": conf.head.name, "batch": conf.batch_size,
-                "device": device}
+                "input": conf.input, "device": device}
         for precision in PRECISIONS:
             row = {**base, "precision": precision, "variant": "default"}
             if name not in chosen:
@@ -527,7 +554,7 @@ def check_training(quick: bool, cuda: bool) -> list[dict[str, Any]]:
                     torch.cuda.empty_cache()
             rows.append(row)
     # variants of the e2e network in float16: what could feed the GPU better (measured, not yet options)
-    conf = confs[E2E_CONFIG][0]
+    conf, dataset = confs[E2E_CONFIG][0], patches
     base = {"config": E2E_CONFIG, "backbone": conf.backbone.name, "head": conf.head.name, "batch": conf.batch_size,
             "device": device, "precision": "fp16"}
     variants = (("loader workers 2 (spawn)", {"workers": 2}), ("pinned memory", {"pin_memory": True}),
@@ -701,7 +728,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{fmt(fa['ids_equal_fraction'], 4)} | {fmt(fa['pass'])} |")
     else:
         lines.append(f"| {fa.get('status')}: {fa.get('reason')} | | | | | | | |")
-    lines += ["", "## Extractor training (patches/s)", "",
+    lines += ["", "## Extractor training (patches/s; crops/s for waveform networks)", "",
               "| config | backbone | batch | precision | variant | model | pipeline | pipeline / model | loader wait | GPU busy | peak memory MiB |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["training"]:

@@ -80,13 +80,17 @@ def test_quick_training_rows(quick_run):
     _, report, _ = quick_run
     rows = report["training"]
     defaults = [r for r in rows if r["variant"] == "default"]
-    configs = {"baseline_mobilenetv2", "wilkinghoff2021_serial", "morita2021_serial", "demo_hybrid"}
-    assert {r["config"] for r in defaults} == configs and len(defaults) == 4 * 3
-    assert {r["backbone"] for r in defaults} == {"mobilenetv2_100", "resnet18", "tiny_cnn"}
+    configs = {"baseline_mobilenetv2", "wilkinghoff2021_serial", "morita2021_serial", "demo_hybrid",
+               "multibranch_scac_knn"}
+    assert {r["config"] for r in defaults} == configs and len(defaults) == 5 * 3
+    assert {r["backbone"] for r in defaults} == {"mobilenetv2_100", "resnet18", "tiny_cnn", "multibranch"}
     assert {r["batch"] for r in defaults if r["backbone"] == "mobilenetv2_100"} == {32, 64}
+    # the multi-branch network trains on waveform crops (shrunk by --quick to batch 8)
+    assert {(r["input"], r["batch"]) for r in defaults if r["backbone"] == "multibranch"} == {("waveform", 8)}
+    assert {r["input"] for r in defaults if r["backbone"] != "multibranch"} == {"patches"}
     cuda = report["environment"]["cuda_available"]
     for r in defaults:
-        if r["backbone"] != "tiny_cnn":
+        if r["backbone"] not in ("tiny_cnn", "multibranch"):
             assert r["status"] == "skipped"
             continue
         if r["precision"] != "fp32" and not cuda:
