@@ -415,3 +415,35 @@ def test_weights_names_map_to_members():
         resolve("gmm", candidates, "w")
     assert rename_weights({"fan": {"knn": 2, "b/oe": 1}}, candidates, True, "w") == {"fan": {"a/knn": 2.0, "b/oe": 1.0}}
     assert rename_weights({"knn": 2}, candidates[:2], False, "w") == {"knn": 2.0}
+
+
+# --- a waveform-input extractor (the multi-branch network) ----------------------------------------
+@pytest.fixture(scope="module")
+def multibranch(trained) -> Experiment:
+    """multibranch_demo, narrowed (width 8, 2 s crops, one epoch), on the module's tiny data."""
+    data = Path(trained["demo_hybrid"].load_config().data.root)
+    config = load_config(CONFIG_DIR / "multibranch_demo.yaml", [
+        f"data.root={data}", "data.machine=fan", "seed=1", "extractor.epochs=1", "extractor.batch_size=32",
+        "extractor.backbone.conf.width=8", "extractor.backbone.conf.clip_seconds=2.0"])
+    exp = Experiment(data.parent / "exp" / "multibranch_demo")
+    run_stages(exp, config, progress=False)
+    return exp
+
+
+def test_predict_with_a_waveform_extractor_equals_the_stages(multibranch, tmp_path):
+    """The network reads crops of the waveform, not log-mel patches: predict must feed it the same."""
+    from hybrid_asd.monitor.system import load_system
+
+    test = multibranch.test_clips()
+    records = {r.path: r for r in load_system(multibranch.root).score([c.path for c in test])}
+    assert sorted(records) == sorted(str(c.path) for c in test)
+    stage = by_path(ScoreTable.from_csv(multibranch.score_table_path("knn")).select(split="test"))
+    assert {p: r.members["knn"].raw for p, r in records.items()} == pytest.approx(stage, rel=1e-6, abs=1e-7)
+    fused = by_path(ScoreTable.from_csv(multibranch.fusion.fused).select(split="test"))
+    assert {p: r.score for p, r in records.items()} == pytest.approx(fused, rel=1e-6, abs=1e-7)
+    # a waveform given in memory is scored as its file is (alone in its batch: float32 convolutions sum in
+    # another order than in the full batch, so equal to about 1e-5 relative, not to the last bit)
+    wave, rate = sf.read(test[0].path, dtype="float32")
+    again = load_system(multibranch.root).score(wave, sample_rate=rate, section=test[0].section,
+                                                domain=test[0].domain)[0]
+    assert again.members["knn"].raw == pytest.approx(records[str(test[0].path)].members["knn"].raw, rel=1e-4)

@@ -106,10 +106,11 @@ class Timer:
 
 
 class InMemoryFeatures:
-    """The ``get_many(paths)`` of a FeatureCache over log-mels already computed (for the Embedder)."""
+    """The ``get_many(paths)`` of a FeatureCache (or WaveformSource) over log-mels (or waveforms)
+    already computed, for the Embedder."""
 
-    def __init__(self, clips: Sequence[Clip], logmels: Sequence[np.ndarray]):
-        self.by_path = {str(c.path): m for c, m in zip(clips, logmels)}
+    def __init__(self, clips: Sequence[Clip], arrays: Sequence[np.ndarray]):
+        self.by_path = {str(c.path): m for c, m in zip(clips, arrays)}
 
     def get_many(self, paths: Sequence[Any], progress: bool = False) -> list[np.ndarray]:
         return [self.by_path[str(p)] for p in paths]
@@ -135,6 +136,11 @@ class Source:
     @property
     def needs_extractor(self) -> bool:
         return OE_SCORES in self.table_ids or any(e.input == "embedding" for e in self.entries)
+
+    @property
+    def extractor_reads_waveforms(self) -> bool:
+        """``extractor.input: waveform`` (the multi-branch network): it gets crops of the waveform."""
+        return self.config.extractor is not None and self.config.extractor.input == "waveform"
 
     def min_frames(self) -> tuple[int, str]:
         """Fewest log-mel frames a clip needs, and what needs them."""
@@ -168,14 +174,16 @@ class Source:
             for group in groups:
                 self.model(entry, group)
 
-    def raw_scores(self, clips: list[Clip], logmels: list[np.ndarray], timer: Timer
+    def raw_scores(self, clips: list[Clip], logmels: list[np.ndarray], waves: list[np.ndarray], timer: Timer
                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """{table id: (clip scores, domain model per clip)} of the members' tables."""
+        """{table id: (clip scores, domain model per clip)} of the members' tables; ``waves`` are the
+        clips' waveforms as this source's ``data`` settings load them (what a waveform extractor reads)."""
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         embeddings = None
         if self.needs_extractor:
+            inputs = InMemoryFeatures(clips, waves if self.extractor_reads_waveforms else logmels)
             with timer("extractor"):
-                embeddings, oe = self.embedder()(clips, InMemoryFeatures(clips, logmels), progress=False)
+                embeddings, oe = self.embedder()(clips, inputs, progress=False)
             if OE_SCORES in self.table_ids:
                 out[OE_SCORES] = (oe, np.full(len(clips), "", dtype=object))
         with timer("detectors"):
@@ -452,7 +460,8 @@ class System:
         raw: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         for source in self.sources:
             mels = [logmels[id(source.front_end)][i] for i in keep]
-            raw[id(source)] = source.raw_scores(clips, mels, self.timer)
+            source_waves = [waves[i][id(source.front_end)] for i in keep]
+            raw[id(source)] = source.raw_scores(clips, mels, source_waves, self.timer)
         with self.timer("fusion"):
             yield from self._records(items, clips, raw)
 
