@@ -1,7 +1,7 @@
 """One-command GPU check: what the GPU paths of hybrid_asd deliver on one CUDA GPU, in at most ~8 minutes.
 
     python benchmarks/gpu_check.py --out exp/gpu_check          # on a machine with one CUDA GPU
-    python benchmarks/gpu_check.py --quick --out /tmp/gpu_check  # CPU smoke run (tiny_cnn + width-8 multibranch, tiny data), < 1 min
+    python benchmarks/gpu_check.py --quick --out /tmp/gpu_check  # CPU smoke run (tiny networks, tiny data), < 1 min
 
 It writes ``gpu_check.json`` and ``gpu_check.md`` (the same tables) into ``--out`` and prints the markdown.
 Sections, in the order they run:
@@ -38,9 +38,9 @@ Sections, in the order they run:
    ``--e2e-train-clips N`` scales the data down (source training clips per section), ``--skip-e2e`` skips it.
 
 Without CUDA the full check stops at once with "CUDA not available". ``--quick`` runs every section at tiny
-sizes on whatever there is: tiny_cnn and the shrunken multi-branch network only, on the GPU when CUDA is available, else on the CPU with every GPU
-row marked unavailable ("CUDA not available"), with BLAS limited to one thread (OpenBLAS threads busy-wait on
-a shared CPU); the test suite runs it (tests/test_gpu_check.py).
+sizes on whatever there is: tiny_cnn and the shrunken multi-branch network only, on the GPU when CUDA is
+available, else on the CPU with every GPU row marked unavailable ("CUDA not available"), with BLAS limited to
+one thread (OpenBLAS threads busy-wait on a shared CPU); the test suite runs it (tests/test_gpu_check.py).
 Exit status: 0 when every measured check passed, 1 when a check failed or a section raised (the JSON says
 which), 2 when CUDA is missing without ``--quick``.
 """
