@@ -31,8 +31,8 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import functools
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,14 +113,21 @@ def generate_synthetic(work: Path, seed: int, machines: tuple[str, ...], clips: 
 
 
 # --- per machine type ----------------------------------------------------------------------------------
-def logmels(paths: list[Path]) -> dict[Path, np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def front_end():  # noqa: ANN201
+    """The default front end (built once; ``logmel_batch`` writes nothing to the cache folder)."""
     from hybrid_asd.config import Config
-    from hybrid_asd.data.audio import load_audio
     from hybrid_asd.features.cache import FeatureCache
 
     config = Config()
-    cache = FeatureCache(config.features, config.data, cache_dir=tempfile.mkdtemp(), device="cpu")
-    waves = [load_audio(p, config.data.sample_rate) for p in paths]
+    return FeatureCache(config.features, config.data, device="cpu")
+
+
+def logmels(paths: list[Path]) -> dict[Path, np.ndarray]:
+    from hybrid_asd.data.audio import load_audio
+
+    cache = front_end()
+    waves = [load_audio(p, **cache.audio_conf) for p in paths]
     return dict(zip(paths, cache.logmel_batch(waves)))
 
 

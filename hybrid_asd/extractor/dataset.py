@@ -58,11 +58,11 @@ def identity_collate(batch):  # noqa: ANN001, ANN201 - a module-level function s
     return batch
 
 
-
 def batch_noise_rng(seed: int, epoch: int, idx: np.ndarray) -> np.random.Generator:
     """The noise draws of a batch: fixed by the seed, the epoch and the batch's items (so a run
     repeats, whichever worker fetches the batch)."""
     return np.random.default_rng([seed, epoch, 7919, *np.asarray(idx).tolist()])
+
 
 class PatchDataset(Dataset):
     """Fixed-size windows of in-memory log-mels with their class labels.
@@ -139,9 +139,6 @@ class PatchDataset(Dataset):
                             f"training clips {self.in_channels} x {self.n_mels}")
         self.noise = mixer
 
-    def noise_rng(self, idx: np.ndarray) -> np.random.Generator:
-        return batch_noise_rng(self.seed, self.epoch, idx)
-
     def set_epoch(self, epoch: int) -> None:
         """Draw this epoch's windows (only where ``max_per_clip`` subsamples)."""
         self.epoch = int(epoch)
@@ -166,7 +163,7 @@ class PatchDataset(Dataset):
         windows = np.lib.stride_tricks.sliding_window_view(self.data, self.frames, axis=-1)
         batch = windows[:, :, self.starts[idx]].transpose(2, 0, 1, 3)  # (B, channels, n_mels, frames)
         if self.noise is not None:
-            batch = self.noise.mix(batch, self.noise_rng(idx))
+            batch = self.noise.mix(batch, batch_noise_rng(self.seed, self.epoch, idx))
         x = torch.from_numpy(np.ascontiguousarray(batch))
         return x, torch.from_numpy(self.item_labels[idx])
 
