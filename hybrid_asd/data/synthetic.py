@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 # Bump when a change alters generated samples for the same seed and preset.
-SYNTH_VERSION = "2.0.0"
+SYNTH_VERSION = "2.1.0"
 SAMPLE_RATE = 16000
 DOMAINS = ("source", "target")
 SPLITS = ("train", "test")
@@ -400,7 +400,8 @@ def synthesize_clip(
         kind = str(rng.choice(model.anomaly_kinds))
         severity = float(rng.uniform(*SEVERITY_RANGE))
     ctx = Ctx(rng, int(round(duration * sample_rate)), sample_rate)
-    source = model.render(ctx, plan["product"], spd / plan["product"]["spd_base"], load, kind, severity)
+    product = plan["product"] if kind is None else model.faulty_unit(plan["product"], rng, severity)
+    source = model.render(ctx, product, spd / plan["product"]["spd_base"], load, kind, severity)
     background = render_background(ctx, noise)
     snr = cond["snr_db"] + cond.get("snr_jitter_db", SNR_JITTER_DB) * rng.uniform(-1.0, 1.0)
     ref = plan["ref_rms"]

@@ -51,6 +51,10 @@ VARIANT_DEPTH = 0.3  # relative std (log-normal) of modulation depths and event 
 PER_CLIP_RESONANCE_DRIFT = 0.01  # relative std of a resonance's frequency from clip to clip (temperature, fixing)
 PER_CLIP_LEVEL_DB = 2.0  # std of each harmonic's level from clip to clip (turbulence, load fluctuation)
 PER_CLIP_SPEED = 0.01  # relative std of the actual speed around its set point (supply, temperature, slip)
+# How far a fault moves a unit's fine structure, in units of the between-section spread at severity 1
+# (MachineModel.faulty_unit); chosen with the fault-design proxy on seeds 0-1 (docs/synthetic.md).
+FAULT_DRIFT = 1.0
+FAULT_DRIFT_PARTS = ("resonances", "profiles", "gains", "depths")
 
 
 def _modes(rng: np.random.Generator, k: int, f_lo: float, f_hi: float, q_lo: float, q_hi: float) -> list:
@@ -106,27 +110,29 @@ class MachineModel:
     def platform(self, rng: np.random.Generator) -> Product:
         raise NotImplementedError
 
-    def variant(self, platform: Product, rng: np.random.Generator) -> Product:
-        """One section's product: the platform with small per-section changes of its fine structure."""
+    def variant(self, platform: Product, rng: np.random.Generator, scale: float = 1.0,
+                parts: tuple[str, ...] = ("resonances", "profiles", "rates", "gains", "depths")) -> Product:
+        """One section's product: the platform with small per-section changes of its fine structure
+        (``scale`` times the usual spread, only the ``parts`` of :attr:`variation` named)."""
         p = copy.deepcopy(platform)
-        for key in self.variation.get("resonances", ()):
+        for key in self.variation.get("resonances", ()) if "resonances" in parts else ():
             p[key] = [
                 [
-                    round(f * float(np.exp(rng.normal(0.0, VARIANT_RESONANCE_STD))), 2),
-                    round(q * float(np.exp(rng.normal(0.0, VARIANT_Q_STD))), 3),
-                    round(g * db(rng.normal(0.0, VARIANT_MODE_GAIN_DB)), 4),
+                    round(f * float(np.exp(rng.normal(0.0, scale * VARIANT_RESONANCE_STD))), 2),
+                    round(q * float(np.exp(rng.normal(0.0, scale * VARIANT_Q_STD))), 3),
+                    round(g * db(rng.normal(0.0, scale * VARIANT_MODE_GAIN_DB)), 4),
                 ]
                 for f, q, g in p[key]
             ]
-        for key in self.variation.get("profiles", ()):
-            p[key] = [round(a * db(rng.normal(0.0, VARIANT_PROFILE_DB)), 5) for a in p[key]]
-        for key in self.variation.get("rates", ()):
-            value = p[key] * (1.0 + rng.uniform(-VARIANT_RATE, VARIANT_RATE))
+        for key in self.variation.get("profiles", ()) if "profiles" in parts else ():
+            p[key] = [round(a * db(rng.normal(0.0, scale * VARIANT_PROFILE_DB)), 5) for a in p[key]]
+        for key in self.variation.get("rates", ()) if "rates" in parts else ():
+            value = p[key] * (1.0 + rng.uniform(-scale * VARIANT_RATE, scale * VARIANT_RATE))
             p[key] = int(_rounded(value, self.spd_step)) if key == "spd_base" else round(float(value), 4)
-        for key in self.variation.get("gains", ()):
-            p[key] = round(float(p[key]) * db(rng.normal(0.0, VARIANT_GAIN_DB)), 5)
-        for key in self.variation.get("depths", ()):
-            p[key] = round(float(p[key]) * float(np.exp(rng.normal(0.0, VARIANT_DEPTH))), 5)
+        for key in self.variation.get("gains", ()) if "gains" in parts else ():
+            p[key] = round(float(p[key]) * db(rng.normal(0.0, scale * VARIANT_GAIN_DB)), 5)
+        for key in self.variation.get("depths", ()) if "depths" in parts else ():
+            p[key] = round(float(p[key]) * float(np.exp(rng.normal(0.0, scale * VARIANT_DEPTH))), 5)
         return p
 
     def render(
@@ -139,6 +145,16 @@ class MachineModel:
         if anomaly != kind:
             return 0.0
         return severity * ANOMALY_GAIN[self.name][kind]
+
+    def faulty_unit(self, p: Product, rng: np.random.Generator, severity: float) -> Product:
+        """The section's product as a faulty unit: besides its kind's own change (``render``), every
+        fault moves the unit's fine structure (resonances, harmonic profile, gains, modulation
+        depths) away from the section's, by ``FAULT_DRIFT * severity`` times the spread between two
+        sections (:meth:`variant`). Worn, loosened or damaged parts change stiffness, damping and the
+        balance of what excites them, so a faulty unit sounds like another unit of the product; the
+        base rate is left alone (speed is the plant's set point). This is what a section-ID network's
+        embedding is built to see, and why such embeddings find real faults (issue #12)."""
+        return self.variant(p, rng, scale=FAULT_DRIFT * severity, parts=FAULT_DRIFT_PARTS)
 
 
 # --- shared fault mechanisms -------------------------------------------------------------------
