@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from hybrid_asd.config import Config, load_config
@@ -48,7 +47,7 @@ from hybrid_asd.evaluation.report import write_reports
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.pipeline import run_stages
 from hybrid_asd.scores import ScoreTable
-from hybrid_asd.utils import atomic_write_json, atomic_write_text, resolve_device, setup_logging
+from hybrid_asd.utils import atomic_write_json, atomic_write_text, resolve_device, setup_logging, thread_limit
 
 log = logging.getLogger(__name__)
 
@@ -121,32 +120,6 @@ def default_jobs(n_units: int) -> int:
     return max(1, min(available_cpus(), n_units))
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block with one thread in torch, FAISS and every OpenMP/BLAS runtime loaded (restored after).
-
-    The libraries the stages use are imported first, so that their runtimes exist when the limits are set.
-    """
-    import torch  # lazy: seconds to import; only running a unit needs it
-    import scipy.linalg  # noqa: F401 - loads scipy's BLAS before the limit is set
-    import sklearn.mixture  # noqa: F401 - likewise scikit-learn's OpenMP runtime
-    faiss = None
-    with contextlib.suppress(ImportError):
-        import faiss  # optional extra; its OpenMP runtime is limited too
-    threads = torch.get_num_threads()
-    faiss_threads = faiss.omp_get_max_threads() if faiss is not None else None
-    torch.set_num_threads(1)
-    if faiss is not None:
-        faiss.omp_set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
-        if faiss is not None:
-            faiss.omp_set_num_threads(faiss_threads)
-
-
 def run_unit(out: Path, name: str, machine: str, data_root: Path, seed: int, device: str, quick: bool,
              progress: bool) -> tuple[Path, list[Path]]:
     """One experiment (approach config ``name`` on ``machine``) through every stage, and its report, on one
@@ -154,7 +127,7 @@ def run_unit(out: Path, name: str, machine: str, data_root: Path, seed: int, dev
     exp = Experiment.for_run(out / "exp", name, machine, seed)
     config = demo_config(name, data_root, machine, seed, device, quick)
     log.info("=== %s / %s", name, machine)
-    with one_thread():
+    with thread_limit(1):
         run_stages(exp, config, overwrite=True, progress=progress)
         reports = write_reports([exp.root])
     return exp.root, reports

@@ -126,6 +126,36 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> None:
         torch.save(obj, tmp)
 
 
+@contextlib.contextmanager
+def thread_limit(threads: int) -> Iterator[None]:
+    """Run the block with at most ``threads`` threads in torch, FAISS and every OpenMP/BLAS runtime
+    loaded (threadpoolctl), restoring the counts after. For work that shares the cores with other
+    processes (the demo's parallel experiments, a grid's cells): one runtime left at all cores
+    oversubscribes them. The libraries the stages use are imported first, so that their runtimes
+    exist when the limits are set (a limit does not reach a runtime loaded later)."""
+    import scipy.linalg  # noqa: F401 - loads scipy's BLAS before the limit is set
+    import sklearn.mixture  # noqa: F401 - likewise scikit-learn's OpenMP runtime
+    import torch  # lazy: seconds to import
+    from threadpoolctl import threadpool_limits
+
+    faiss = None
+    with contextlib.suppress(ImportError):
+        import faiss  # optional extra; its OpenMP runtime is limited too
+    threads = max(1, int(threads))
+    torch_threads = torch.get_num_threads()
+    faiss_threads = faiss.omp_get_max_threads() if faiss is not None else None
+    torch.set_num_threads(threads)
+    if faiss is not None:
+        faiss.omp_set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(torch_threads)
+        if faiss is not None:
+            faiss.omp_set_num_threads(faiss_threads)
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch from one integer; return a NumPy Generator to pass on."""
     import torch  # lazy: torch takes seconds to import; only commands that compute seed

@@ -27,17 +27,6 @@ def test_bad_jobs_refused(tmp_path):
         demo.run_experiments(tmp_path, ["fan"], tmp_path, seed=0, device="cpu", quick=True, progress=False, jobs=0)
 
 
-def test_one_thread_restores_the_thread_counts():
-    import torch
-    from threadpoolctl import threadpool_info
-
-    before = torch.get_num_threads()
-    with demo.one_thread():
-        assert torch.get_num_threads() == 1
-        assert all(lib["num_threads"] == 1 for lib in threadpool_info())
-    assert torch.get_num_threads() == before
-
-
 def _table(out: Path) -> list[str]:
     """results.md without its run time line."""
     return [line for line in (out / "results.md").read_text().splitlines() if not line.startswith("Run time")]

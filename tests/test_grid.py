@@ -192,6 +192,36 @@ def test_cells_without_gpus_run_on_the_cpu(tmp_path):
     assert cell_device(config.model_copy(update={"device": "cuda:1"}), gpus=0) == "cuda:1"
 
 
+def test_a_cell_limits_torch_and_the_blas_already_loaded_to_its_cpus(tmp_path, monkeypatch):
+    """A Ray worker runs many cells and has loaded BLAS/OpenMP runtimes before: the cell limits them all
+    to its CPUs (not only torch), and restores them for the next cell."""
+    import scipy.linalg  # noqa: F401 - a BLAS runtime loaded before the cell, as in a reused worker
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from hybrid_asd.errors import HybridASDError
+    from hybrid_asd.grid import cell as cell_module
+
+    configs = write_configs(tmp_path / "conf", maha=MAHA)
+    spec = load_grid(None, {"configs": configs, "machines": ["fan"], "data_root": str(fake_root(tmp_path / "d")),
+                            "exp_root": str(tmp_path / "exp")})
+    p = plan(spec)[0]
+    job = cell_module.CellJob(p.cell, str(tmp_path / "exp"), p.config.to_dict(), False, 1.0, "run0")
+    seen = {}
+
+    def stages(exp, config, **kwargs):
+        seen["torch"] = torch.get_num_threads()
+        seen["blas"] = [lib["num_threads"] for lib in threadpool_info()]
+        raise HybridASDError("stop here")
+
+    monkeypatch.setattr(cell_module, "run_all_stages", stages)
+    torch.set_num_threads(2)
+    row = cell_module.run_cell(job)
+    assert row["status"] == "failed" and "stop here" in row["error"]
+    assert seen["torch"] == 1 and seen["blas"] and max(seen["blas"]) == 1
+    assert torch.get_num_threads() == 2
+
+
 # --- summary arithmetic ---------------------------------------------------------------------------------
 def test_mean_std_over_seeds_is_numpys_with_ddof_1():
     rng = np.random.default_rng(0)

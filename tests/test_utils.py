@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hybrid_asd.errors import ConfigError
-from hybrid_asd.utils import atomic_path, atomic_write_text, resolve_device, seed_everything
+from hybrid_asd.utils import atomic_path, atomic_write_text, resolve_device, seed_everything, thread_limit
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -109,3 +109,22 @@ def logging_record(msg, args):
     import logging
 
     return logging.LogRecord("x", logging.INFO, __file__, 1, msg, args, None)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_thread_limit_limits_every_loaded_runtime_and_restores_them(threads):
+    """torch and every BLAS/OpenMP runtime threadpoolctl finds run at most ``threads`` threads inside
+    the block (the demo's workers use 1, a grid cell its CPUs) and get their counts back after."""
+    import scipy.linalg  # noqa: F401 - the runtimes thread_limit loads, so that before and after compare
+    import sklearn.mixture  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    torch.set_num_threads(4)
+    before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+    with thread_limit(threads):
+        assert torch.get_num_threads() == threads
+        inside = threadpool_info()
+        assert inside and all(lib["num_threads"] <= threads for lib in inside)
+    assert torch.get_num_threads() == 4
+    after = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+    assert before and {path: after[path] for path in before} == before

@@ -34,7 +34,7 @@ from hybrid_asd.grid.spec import Cell
 from hybrid_asd.pipeline import run_stage
 from hybrid_asd.stages import STAGES
 from hybrid_asd.scores import ScoreTable
-from hybrid_asd.utils import atomic_write_json, resolve_device, seed_everything
+from hybrid_asd.utils import atomic_write_json, resolve_device, seed_everything, thread_limit
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,12 @@ class CellJob:
 def run_cell(job: CellJob) -> dict[str, Any]:
     """Run ``job``'s cell to completion and return its results row (status ``done``, or ``failed``
     for an input error). Other exceptions propagate (Ray retries them)."""
-    threads = limit_threads(job.cpus)
+    threads = cell_threads(job.cpus)
     exp = job.experiment
     started = time.perf_counter()
     record = start_record(exp, job)
-    with cell_log(exp.log_path("grid")):
+    # a Ray worker runs many cells and has loaded BLAS/OpenMP before: limit those too, not only torch
+    with cell_log(exp.log_path("grid")), thread_limit(threads):
         log.info("grid cell %s (run %s, attempt %d, %d thread(s)) on %s", job.cell.key, job.run_id,
                  record["attempt"], threads, record["host"])
         try:
@@ -111,15 +112,13 @@ def cell_device(config: Config, gpus: float) -> str:
     return config.device
 
 
-def limit_threads(cpus: float) -> int:
-    """Let torch and OpenMP libraries use the cell's CPUs, not every core of the node (cells would
-    oversubscribe). Ray also passes ``OMP_NUM_THREADS`` in the task's environment (runner)."""
-    import torch  # lazy: torch takes seconds to import; only a running cell needs it
-
+def cell_threads(cpus: float) -> int:
+    """The cell's thread count (its CPUs, at least 1), also set in the environment for any process it
+    starts; the runtimes already loaded in this worker are limited by ``thread_limit`` in
+    :func:`run_cell`. Ray also passes ``OMP_NUM_THREADS`` in the task's environment (runner)."""
     threads = max(1, int(cpus))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
-    torch.set_num_threads(threads)
     return threads
 
 
@@ -240,5 +239,5 @@ def format_value(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-__all__ = ["CellJob", "METRICS", "ROW_COLUMNS", "cell_device", "cell_log", "failed_row", "limit_threads", "read_record",
+__all__ = ["CellJob", "METRICS", "ROW_COLUMNS", "cell_device", "cell_log", "failed_row", "cell_threads", "read_record",
            "result_row", "run_all_stages", "run_cell", "system_metrics"]
