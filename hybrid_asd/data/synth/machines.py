@@ -115,7 +115,11 @@ class MachineModel:
         """One section's product: the platform with small per-section changes of its fine structure
         (``scale`` times the usual spread, only the ``parts`` of :attr:`variation` named)."""
         p = copy.deepcopy(platform)
-        for key in self.variation.get("resonances", ()) if "resonances" in parts else ():
+
+        def keys(part: str) -> tuple[str, ...]:
+            return self.variation.get(part, ()) if part in parts else ()
+
+        for key in keys("resonances"):
             p[key] = [
                 [
                     round(f * float(np.exp(rng.normal(0.0, scale * VARIANT_RESONANCE_STD))), 2),
@@ -124,14 +128,14 @@ class MachineModel:
                 ]
                 for f, q, g in p[key]
             ]
-        for key in self.variation.get("profiles", ()) if "profiles" in parts else ():
+        for key in keys("profiles"):
             p[key] = [round(a * db(rng.normal(0.0, scale * VARIANT_PROFILE_DB)), 5) for a in p[key]]
-        for key in self.variation.get("rates", ()) if "rates" in parts else ():
+        for key in keys("rates"):
             value = p[key] * (1.0 + rng.uniform(-scale * VARIANT_RATE, scale * VARIANT_RATE))
             p[key] = int(_rounded(value, self.spd_step)) if key == "spd_base" else round(float(value), 4)
-        for key in self.variation.get("gains", ()) if "gains" in parts else ():
+        for key in keys("gains"):
             p[key] = round(float(p[key]) * db(rng.normal(0.0, scale * VARIANT_GAIN_DB)), 5)
-        for key in self.variation.get("depths", ()) if "depths" in parts else ():
+        for key in keys("depths"):
             p[key] = round(float(p[key]) * float(np.exp(rng.normal(0.0, scale * VARIANT_DEPTH))), 5)
         return p
 
