@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from hybrid_asd import __version__
 from hybrid_asd.errors import ConfigError, DataError
@@ -136,7 +137,6 @@ def thread_limit(threads: int) -> Iterator[None]:
     import scipy.linalg  # noqa: F401 - loads scipy's BLAS before the limit is set
     import sklearn.mixture  # noqa: F401 - likewise scikit-learn's OpenMP runtime
     import torch  # lazy: seconds to import
-    from threadpoolctl import threadpool_limits
 
     faiss = None
     with contextlib.suppress(ImportError):
