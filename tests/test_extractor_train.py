@@ -170,6 +170,46 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
     assert resumed.stat().st_mtime_ns == mtime
 
 
+def test_keep_best_val_keeps_the_epoch_with_the_best_validation_accuracy(tmp_path):
+    """``keep: best_val``: the checkpoint holds the weights of the first epoch with the highest validation
+    accuracy, which equal a run stopped at that epoch (constant rate, per-epoch data streams), also after
+    an interruption and resume."""
+    import csv as csv_module
+
+    clips, feats = tiny_set()
+    conf = tiny_conf(epochs=4, keep="best_val", optimizer={"name": "adam", "lr": 3e-2}, val_fraction=0.3)
+    best = train_extractor(clips, feats, conf, FEATURES, tmp_path / "best", progress=False)
+    with open(tmp_path / "best" / "train_log.csv", newline="") as fh:
+        accs = [float(r["val_acc"]) for r in csv_module.DictReader(fh)]
+    assert len(accs) == 4
+    epoch = int(np.argmax(accs)) + 1  # the first epoch with the highest accuracy
+    stopped = train_extractor(clips, feats, {**conf, "epochs": epoch, "keep": "last"}, FEATURES,
+                              tmp_path / "stopped", progress=False)
+    a, b = read_checkpoint(best)["model"], read_checkpoint(stopped)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_second(e, row):
+        if e == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False,
+                        on_epoch_end=stop_after_second)
+    resumed = read_checkpoint(train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed",
+                                              progress=False))["model"]
+    assert all(torch.equal(a[k], resumed[k]) for k in a)
+
+
+def test_keep_best_val_without_validation_clips_is_a_config_error():
+    from hybrid_asd.extractor.settings import ExtractorSettings
+
+    with pytest.raises(ValueError, match="keep: best_val .* needs val_fraction > 0"):
+        ExtractorSettings.model_validate(tiny_conf(keep="best_val", val_fraction=0.0))
+
+
 def test_clip_input_adamw_step_schedule(tmp_path):
     clips, feats = tiny_set()
     feats.logmels[str(clips[0].path)] = np.pad(feats.logmels[str(clips[0].path)], ((0, 0), (0, 9)))

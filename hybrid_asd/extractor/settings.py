@@ -54,6 +54,9 @@ class ExtractorSettings(Section):
     optimizer: OptimizerSettings = Field(default_factory=OptimizerSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     epochs: PositiveInt = 20
+    # which epoch's weights the checkpoint keeps: the last, or the one with the best validation accuracy
+    # (section-ID accuracy on the held-out normal clips; needs val_fraction > 0)
+    keep: Literal["last", "best_val"] = "last"
     batch_size: PositiveInt = 32
     val_fraction: Fraction = 0.1  # normal training clips held out per class (by clip) for validation
     # how validation sees the target domain of a class whose few target clips got no validation clip:
@@ -83,6 +86,12 @@ class ExtractorSettings(Section):
 
         check_head(head.name, head.conf)
         return head
+
+    @model_validator(mode="after")
+    def _best_epoch_needs_validation(self) -> "ExtractorSettings":
+        if self.keep == "best_val" and self.val_fraction == 0:
+            raise ValueError("keep: best_val chooses the epoch by validation accuracy and needs val_fraction > 0")
+        return self
 
     @model_validator(mode="after")
     def _backbone_fits(self) -> "ExtractorSettings":

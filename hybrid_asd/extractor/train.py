@@ -312,6 +312,11 @@ def evaluate(core: ExtractorModel, loader: DataLoader, *, device: str, use_amp: 
 
 
 # --- files ---------------------------------------------------------------------------------------
+def state_dict_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights as CPU copies (a later epoch's updates do not reach them)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
 def write_train_log(path: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
@@ -425,6 +430,7 @@ def _train(
 
     state_path, log_path = files.train_state, files.train_log
     start_epoch, rows = 0, []
+    best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0, "model": None}  # keep: best_val
     state = load_train_state(state_path, run_fp)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -433,6 +439,7 @@ def _train(
         scaler.load_state_dict(state["scaler"])
         set_rng_states(state["rng"])
         start_epoch, rows = int(state["epoch"]), list(state["rows"])
+        best = state.get("best", best)
         log.info("resuming extractor training after epoch %d of %d", start_epoch, conf.epochs)
 
     wrapped: torch.nn.Module = model
@@ -470,6 +477,8 @@ def _train(
                "val_loss": _ratio(vl, vn), "val_acc": _ratio(vc, vn), "val_target_acc": _ratio(ttc, ttn),
                "seconds": round(time.perf_counter() - t0, 3), "lr": lr}
         rows.append(row)
+        if conf.keep == "best_val" and row["val_acc"] > best["val_acc"]:
+            best = {"val_acc": row["val_acc"], "epoch": epoch + 1, "model": state_dict_copy(model)}
         if info.is_main:
             log.info("epoch %d/%d: train loss %.4f acc %.3f, val loss %.4f acc %.3f (target %.3f) (%.1f s)",
                      epoch + 1, conf.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
@@ -477,13 +486,17 @@ def _train(
             save_train_state(state_path, {
                 "fingerprint": run_fp, "epoch": epoch + 1, "rows": rows, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_states(),
+                "scaler": scaler.state_dict(), "rng": rng_states(), "best": best,
             })
             write_train_log(log_path, rows)
         ddp.barrier(info)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
 
+    if conf.keep == "best_val" and best["model"] is not None:
+        model.load_state_dict(best["model"])
+        log.info("extractor: keeping epoch %d of %d (best validation accuracy %.3f)", best["epoch"], conf.epochs,
+                 best["val_acc"])
     if info.is_main:
         meta = make_meta(
             train_paths=[c.path for c in clips], seed=seed, classes=classes, class_to_section=class_to_section,
