@@ -33,21 +33,19 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hybrid_asd import demo  # noqa: E402
 from hybrid_asd.data import synthetic  # noqa: E402
+from hybrid_asd.ensemble.fusion import FUSED_NAME  # noqa: E402
 from hybrid_asd.errors import DataError  # noqa: E402
 from hybrid_asd.evaluation.metrics import evaluate_scores  # noqa: E402
 from hybrid_asd.scores import ScoreTable  # noqa: E402
 from hybrid_asd.utils import atomic_write_bytes, atomic_write_json  # noqa: E402
 
-# the demo's systems by (config, member), with the names of its results table
-SYSTEMS = {
-    ("demo_baselines", "ae"): "AE baseline",
-    ("demo_hybrid", "knn"): "serial hybrid: kNN on sub-cluster AdaCos embeddings",
-    ("demo_hybrid", "mahalanobis"): "IM: Mahalanobis on log-mel statistics",
-    ("demo_hybrid", "oe"): "OE of the sub-cluster AdaCos network",
-}
-AE, SERIAL, STATS = SYSTEMS[("demo_baselines", "ae")], SYSTEMS[("demo_hybrid", "knn")], SYSTEMS[
-    ("demo_hybrid", "mahalanobis")]
+# the demo's single systems by (config, score table), named as in its results table; rescored are those that
+# are members of their experiment's system (load_system), which leaves out the OE baseline of demo_baselines
+SYSTEMS = {(config, table): label for label, config, table in demo.SYSTEMS if table != FUSED_NAME}
+AE, SERIAL, STATS = (SYSTEMS[key] for key in (("demo_baselines", "ae"), ("demo_hybrid", "knn"),
+                                              ("demo_hybrid", "mahalanobis")))
 
 
 @dataclass(frozen=True)
@@ -68,11 +66,10 @@ def demo_preset(data_root: Path) -> tuple[synthetic.Preset, int, str]:
     if not meta_path.is_file():
         raise DataError(f"{meta_path} not found: --demo must be a finished `hybrid-asd demo` run (its data/ folder)")
     meta = json.loads(meta_path.read_text())
-    s = dict(meta["settings"])
-    preset = synthetic.Preset(s["name"], tuple(s["machines"]), tuple(s["sections"]), s["n_source_train"],
-                              s["n_target_train"], s["n_test_per_class"], s["duration"], s["sample_rate"],
-                              s.get("channels", 1))
-    return preset, int(meta["seed"]), str(meta["version"])
+    s = meta["settings"]
+    sizes = {key: s[key] for key in ("n_source_train", "n_target_train", "n_test_per_class", "duration", "sections",
+                                     "channels")}
+    return synthetic.resolve_preset(s["name"], s["machines"], **sizes), int(meta["seed"]), str(meta["version"])
 
 
 def _render_anomaly(args: tuple) -> tuple[str, dict]:
@@ -149,11 +146,12 @@ def rescore(demo: Path, seed: int, anomalies: list[Anomaly], out: Path, batch_si
             if not exp.is_dir():
                 raise DataError(f"{exp} not found: the demo run has no {config} experiment for {machine}")
             system = load_system(exp)
+            members = {m.name for m in system.members}
             mine = [a for a in anomalies if a.machine == machine]
             records = system.score([a.path for a in mine], batch_size=batch_size)
             raw = {r.path: r.members for r in records}
             for (cfg, member), name in SYSTEMS.items():
-                if cfg != config:
+                if cfg != config or member not in members:
                     continue
                 scores = {a: raw[a.path][member].raw for a in mine}
                 table = merged_table(exp / "scores" / f"{member}.csv", scores, name,

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from interrupt import train_interrupted
+
 from hybrid_asd.features.settings import FeatureSettings
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import DataError, StageError
@@ -139,16 +141,8 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
                      head={"name": "arcface", "conf": {}}, labels="section_attribute_domain")
     full = train_extractor(clips, feats, conf, FEATURES, tmp_path / "full", progress=False)
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first(epoch, row):
-        if epoch == 0:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False,
-                        on_epoch_end=stop_after_first)
+    train_interrupted(train_extractor, clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False,
+                      after_epoch=0)
     assert (tmp_path / "resumed" / "train_state.pt").is_file()
     assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
     resumed = train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False)
@@ -188,16 +182,8 @@ def test_keep_best_val_keeps_the_epoch_with_the_best_validation_accuracy(tmp_pat
     a, b = read_checkpoint(best)["model"], read_checkpoint(stopped)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_second(e, row):
-        if e == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False,
-                        on_epoch_end=stop_after_second)
+    train_interrupted(train_extractor, clips, feats, conf, FEATURES, tmp_path / "resumed", progress=False,
+                      after_epoch=1)
     resumed = read_checkpoint(train_extractor(clips, feats, conf, FEATURES, tmp_path / "resumed",
                                               progress=False))["model"]
     assert all(torch.equal(a[k], resumed[k]) for k in a)

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from interrupt import train_interrupted
+
 from hybrid_asd.config import load_config
 from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import ConfigError
@@ -301,15 +303,7 @@ def test_resume_gives_identical_weights_with_mixup(tmp_path):
     conf = tiny_conf(epochs=2, mixup=1.0, target_oversample=2)
     full = train_extractor(clips, waves, conf, {}, tmp_path / "full", progress=False)
 
-    class Stop(Exception):
-        pass
-
-    def stop(epoch, row):
-        if epoch == 0:
-            raise Stop
-
-    with pytest.raises(Stop):
-        train_extractor(clips, waves, conf, {}, tmp_path / "resumed", progress=False, on_epoch_end=stop)
+    train_interrupted(train_extractor, clips, waves, conf, {}, tmp_path / "resumed", progress=False, after_epoch=0)
     resumed = train_extractor(clips, waves, conf, {}, tmp_path / "resumed", progress=False)
     a, b = read_checkpoint(full)["model"], read_checkpoint(resumed)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
