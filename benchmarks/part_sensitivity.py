@@ -58,7 +58,7 @@ def changed_plan(plan: dict, part: str, scale: float, rng: np.random.Generator) 
     drawn again, as for another section); everything else as it was."""
     out = copy.deepcopy(plan)
     if part == MOUNT:
-        out["mount"] = synthetic._eq_bands(rng, 3, (0.3, 1.0), (0.8, 2.5))  # as plan_section draws it
+        out["mount"] = synthetic.draw_mounting(rng)
     elif part in PRODUCT_PARTS:
         out["product"] = MODELS[plan["machine"]].variant(plan["product"], rng, scale=scale, parts=(part,))
     elif part != ORIGINAL:
@@ -80,7 +80,8 @@ def render_variants(preset: synthetic.Preset, seed: int, machine: str, n_clips: 
     variants = [ORIGINAL] + parts_of(machine)
     for v_idx, variant in enumerate(tqdm(variants, desc=machine, disable=not progress)):
         for t in tasks:
-            rng = np.random.default_rng([seed, synthetic._machine_index(machine), t.section, t.index, 4242, v_idx])
+            rng = np.random.default_rng([seed, synthetic.MACHINE_TYPES.index(machine), t.section, t.index, 4242,
+                                         v_idx])
             plan = changed_plan(plans[(machine, t.section)], variant, scale, rng)
             wave, meta = synthetic.synthesize_clip(t, plan, seed, preset.duration, preset.sample_rate,
                                                    preset.channels)

@@ -63,6 +63,7 @@ __all__ = [
     "Preset",
     "SynthSummary",
     "clip_tasks",
+    "draw_mounting",
     "generate",
     "plan_section",
     "plan_sections",
@@ -263,6 +264,12 @@ def _eq_bands(rng: np.random.Generator, k: int, gain_db: tuple[float, float], q:
     return [[round(float(f), 1), round(float(g), 2), round(float(w), 2)] for f, g, w in zip(freqs, gains, qs)]
 
 
+def draw_mounting(rng: np.random.Generator) -> list:
+    """A section's mounting transfer path: three gentle peaking-EQ bands (+-0.3-1 dB), as a machine bolted to
+    another floor sounds slightly different."""
+    return _eq_bands(rng, 3, (0.3, 1.0), (0.8, 2.5))
+
+
 def plan_factory(seed: int, machine: str) -> dict[str, Any]:
     """What all sections of a machine type share: the product platform, the factory and the microphones.
 
@@ -297,7 +304,7 @@ def plan_section(seed: int, machine: str, section: int, factory: dict[str, Any] 
     factory = plan_factory(seed, machine) if factory is None else factory
     rng = np.random.default_rng(np.random.SeedSequence([seed, m_idx, section, _SECTION_STREAM]))
     product = model.variant(factory["platform"], rng)
-    mount = _eq_bands(rng, 3, (0.3, 1.0), (0.8, 2.5))
+    mount = draw_mounting(rng)
     base, step = product["spd_base"], model.spd_step
     shift = SHIFT_KINDS[(section + m_idx) % len(SHIFT_KINDS)]
 
