@@ -132,10 +132,26 @@ def kind_aucs(table: ScoreTable, anomalies: dict[str, Anomaly]) -> dict[tuple[st
     return {k: float(np.mean(v)) for k, v in per.items()}
 
 
-def rescore(demo: Path, seed: int, anomalies: list[Anomaly], out: Path, batch_size: int = 64) -> dict:
-    """Every demo system's pooled result with the regenerated anomalies, per machine type and per kind."""
+def run_system(demo: Path, config: str, machine: str, seed: int):
+    """The trained system (``hybrid_asd.load_system``) of one experiment of a finished demo run."""
     from hybrid_asd.monitor.system import load_system
 
+    exp = demo / "exp" / config / machine / f"seed{seed}"
+    if not exp.is_dir():
+        raise DataError(f"{exp} not found: the demo run has no {config} experiment for {machine}")
+    return load_system(exp)
+
+
+def write_report(text: str, results: dict, out: Path, md: Path | None) -> None:
+    """Print the tables; write ``out/results.json`` and, if asked, the tables to ``md``."""
+    print(text)
+    atomic_write_json(out / "results.json", results)
+    if md:
+        md.write_text(text + "\n")
+
+
+def rescore(demo: Path, seed: int, anomalies: list[Anomaly], out: Path, batch_size: int = 64) -> dict:
+    """Every demo system's pooled result with the regenerated anomalies, per machine type and per kind."""
     by_path = {a.path: a for a in anomalies}
     tables: dict[str, list[ScoreTable]] = {}
     kinds: dict[str, dict[str, dict]] = {}
@@ -143,9 +159,7 @@ def rescore(demo: Path, seed: int, anomalies: list[Anomaly], out: Path, batch_si
     for config in sorted({c for c, _ in SYSTEMS}):
         for machine in machines:
             exp = demo / "exp" / config / machine / f"seed{seed}"
-            if not exp.is_dir():
-                raise DataError(f"{exp} not found: the demo run has no {config} experiment for {machine}")
-            system = load_system(exp)
+            system = run_system(demo, config, machine, seed)
             members = {m.name for m in system.members}
             mine = [a for a in anomalies if a.machine == machine]
             records = system.score([a.path for a in mine], batch_size=batch_size)
@@ -211,11 +225,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.workers))
     results = rescore(args.demo, seed, anomalies, args.out)
-    text = format_results(results, f"{synthetic.SYNTH_VERSION} (run made with {version})", seed)
-    print(text)
-    atomic_write_json(args.out / "results.json", results)
-    if args.md:
-        args.md.write_text(text + "\n")
+    write_report(format_results(results, f"{synthetic.SYNTH_VERSION} (run made with {version})", seed), results,
+                 args.out, args.md)
     return 0
 
 

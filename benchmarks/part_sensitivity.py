@@ -35,12 +35,12 @@ from tqdm import tqdm  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fault_proxy import SYSTEMS, demo_preset  # noqa: E402
+from fault_proxy import SYSTEMS, demo_preset, run_system, write_report  # noqa: E402
 
 from hybrid_asd.data import synthetic  # noqa: E402
 from hybrid_asd.data.synth.machines import MODELS  # noqa: E402
 from hybrid_asd.errors import ConfigError, DataError  # noqa: E402
-from hybrid_asd.utils import atomic_write_bytes, atomic_write_json  # noqa: E402
+from hybrid_asd.utils import atomic_write_bytes  # noqa: E402
 
 PRODUCT_PARTS = ("resonances", "profiles", "rates", "gains", "depths")
 MOUNT = "mount"
@@ -104,14 +104,9 @@ def paired_aucs(scores: dict[tuple[str, synthetic.ClipTask], float]) -> dict[str
 
 def sensitivity(demo: Path, machine: str, paths: dict, seed: int, batch_size: int = 64) -> dict[str, dict]:
     """Per system of the run (named as in the demo's table): the AUC of every part."""
-    from hybrid_asd.monitor.system import load_system
-
     results = {}
     for config in sorted({c for c, _ in SYSTEMS}):
-        exp = demo / "exp" / config / machine / f"seed{seed}"
-        if not exp.is_dir():
-            raise DataError(f"{exp} not found: the demo run has no {config} experiment for {machine}")
-        system = load_system(exp)
+        system = run_system(demo, config, machine, seed)
         records = {r.path: r.members for r in system.score(list(paths.values()), batch_size=batch_size)}
         for (cfg, member), name in SYSTEMS.items():
             if cfg == config and member in {m.name for m in system.members}:
@@ -157,11 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = render_variants(preset, seed, machine, args.clips, args.scale, args.out / "renders",
                                 progress=not args.no_progress)
         results[machine] = sensitivity(args.demo, machine, paths, seed)
-    text = format_table(results, args.scale, seed)
-    print(text)
-    atomic_write_json(args.out / "results.json", results)
-    if args.md:
-        args.md.write_text(text + "\n")
+    write_report(format_table(results, args.scale, seed), results, args.out, args.md)
     return 0
 
 
