@@ -11,6 +11,11 @@ attributes) needs the full run (benchmarks/fidelity.py).
 
     python benchmarks/fault_proxy.py --demo exp/fidelity/seed0 --out exp/fault_proxy/seed0 [--md table.md]
 
+To try other fault constants without editing the generator, scale fault strengths and set the fault drift
+for this run only (every rendering process gets them; the table's first line and results.json record them):
+
+    --fault-gain gearbox=1.5 --fault-gain pump.cavitation=2 --fault-drift 2 --fault-drift slider=1.5
+
 Prints, pooled over machine types as the demo does, each system's official score and source/target AUC
 and pAUC, its score per machine type, the differences the fidelity targets F2 and F4 read (serial
 hybrid - AE, serial hybrid - Mahalanobis on statistics) and the AUC per fault kind and domain.
@@ -19,11 +24,14 @@ hybrid - AE, serial hybrid - Mahalanobis on statistics) and the AUC per fault ki
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import csv
 import json
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -35,8 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hybrid_asd import demo  # noqa: E402
 from hybrid_asd.data import synthetic  # noqa: E402
+from hybrid_asd.data.synth import machines  # noqa: E402
 from hybrid_asd.ensemble.fusion import FUSED_NAME  # noqa: E402
-from hybrid_asd.errors import DataError  # noqa: E402
+from hybrid_asd.errors import ConfigError, DataError  # noqa: E402
 from hybrid_asd.evaluation.metrics import evaluate_scores  # noqa: E402
 from hybrid_asd.scores import ScoreTable  # noqa: E402
 from hybrid_asd.utils import atomic_write_bytes, atomic_write_json  # noqa: E402
@@ -60,6 +69,86 @@ class Anomaly:
     severity: float
 
 
+@dataclass(frozen=True)
+class FaultOverrides:
+    """Fault constants for one proxy run: ``gains`` scale ``ANOMALY_GAIN[machine][kind]``; ``drift`` replaces
+    ``FAULT_DRIFT`` (key ``None``) or one machine type's drift."""
+
+    gains: dict[tuple[str, str], float] = field(default_factory=dict)
+    drift: dict[str | None, float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.gains or self.drift)
+
+    def describe(self) -> dict[str, dict[str, float]]:
+        return {"gain_scale": {f"{m}.{k}": v for (m, k), v in sorted(self.gains.items())},
+                "drift": {m or "all": v for m, v in self.drift.items()}}
+
+
+def _number(text: str, spec: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{option} {spec!r}: {text!r} is not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise ConfigError(f"{option} {spec!r}: the value must be a finite number >= 0")
+    return value
+
+
+def _machine(name: str, spec: str, option: str) -> str:
+    if name not in machines.MODELS:
+        raise ConfigError(f"{option} {spec!r}: unknown machine type {name!r}; choose from {sorted(machines.MODELS)}")
+    return name
+
+
+def parse_overrides(gains: list[str] | None = None, drifts: list[str] | None = None) -> FaultOverrides:
+    """``--fault-gain MACHINE[.KIND]=SCALE`` and ``--fault-drift [MACHINE=]VALUE`` specs, checked against the
+    generator's machine types and fault kinds (a typo is an error, not a silent no-op)."""
+    out = FaultOverrides()
+    for spec in gains or []:
+        target, sep, value = spec.partition("=")
+        if not sep:
+            raise ConfigError(f"--fault-gain {spec!r}: expected MACHINE[.KIND]=SCALE, e.g. gearbox.wear=1.5")
+        name, _, kind = target.partition(".")
+        machine = _machine(name, spec, "--fault-gain")
+        kinds = machines.MODELS[machine].anomaly_kinds
+        if kind and kind not in kinds:
+            raise ConfigError(f"--fault-gain {spec!r}: {machine} has no fault kind {kind!r}; choose from {list(kinds)}")
+        for k in [kind] if kind else kinds:
+            out.gains[(machine, k)] = _number(value, spec, "--fault-gain")
+    for spec in drifts or []:
+        name, sep, value = spec.rpartition("=")
+        out.drift[_machine(name, spec, "--fault-drift") if sep else None] = _number(value, spec, "--fault-drift")
+    return out
+
+
+def apply_overrides(overrides: FaultOverrides) -> None:
+    """Set the fault constants in this process (a rendering worker's initializer too)."""
+    for (machine, kind), scale in overrides.gains.items():
+        machines.ANOMALY_GAIN[machine][kind] *= scale
+    for machine, value in overrides.drift.items():
+        if machine is None:
+            machines.FAULT_DRIFT = value
+        else:
+            machines.MODELS[machine].fault_drift = value
+
+
+@contextlib.contextmanager
+def overridden(overrides: FaultOverrides) -> Iterator[None]:
+    """The fault constants as ``overrides`` says while inside, as they were after."""
+    gains, drift = copy.deepcopy(machines.ANOMALY_GAIN), machines.FAULT_DRIFT
+    own = {m: model.fault_drift for m, model in machines.MODELS.items()}
+    apply_overrides(overrides)
+    try:
+        yield
+    finally:
+        machines.ANOMALY_GAIN.clear()
+        machines.ANOMALY_GAIN.update(gains)
+        machines.FAULT_DRIFT = drift
+        for m, value in own.items():
+            machines.MODELS[m].fault_drift = value
+
+
 def demo_preset(data_root: Path) -> tuple[synthetic.Preset, int, str]:
     """The preset, seed and generator version a demo run's data was made with (its synthetic.json)."""
     meta_path = data_root / "synthetic.json"
@@ -80,16 +169,21 @@ def _render_anomaly(args: tuple) -> tuple[str, dict]:
     return str(path), meta
 
 
-def regenerate_anomalies(preset: synthetic.Preset, seed: int, out: Path, workers: int = 2) -> list[Anomaly]:
-    """Every anomalous test clip of ``preset`` and ``seed``, rendered by the current generator into ``out``."""
+def regenerate_anomalies(preset: synthetic.Preset, seed: int, out: Path, workers: int = 2,
+                         overrides: FaultOverrides | None = None) -> list[Anomaly]:
+    """Every anomalous test clip of ``preset`` and ``seed``, rendered by the current generator into ``out``
+    (with the fault constants changed by ``overrides``, if given)."""
+    overrides = overrides or FaultOverrides()
     tasks = [t for t in synthetic.clip_tasks(preset) if t.label == "anomaly"]
     plans = synthetic.plan_sections(seed, preset.machines, preset.sections)
     jobs = [(t, plans[(t.machine, t.section)], seed, preset, str(out)) for t in tasks]
     if workers > 1:
-        with synthetic._pool_context().Pool(workers) as pool:
+        pool = synthetic._pool_context().Pool(workers, initializer=apply_overrides, initargs=(overrides,))
+        with pool:
             rendered = pool.map(_render_anomaly, jobs, chunksize=8)
     else:
-        rendered = [_render_anomaly(j) for j in jobs]
+        with overridden(overrides):
+            rendered = [_render_anomaly(j) for j in jobs]
     return [Anomaly(path, t.machine, t.section, t.domain, meta["anomaly_kind"], meta["severity"])
             for t, (path, meta) in zip(tasks, rendered)]
 
@@ -218,15 +312,25 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the regenerated clips, merged score tables and results.json go")
     ap.add_argument("--md", type=Path, help="also write the printed tables to this markdown file")
     ap.add_argument("--workers", type=int, default=2, help="processes that render clips (default 2)")
+    ap.add_argument("--fault-gain", action="append", metavar="MACHINE[.KIND]=SCALE",
+                    help="multiply a machine type's fault strengths (ANOMALY_GAIN; all its kinds or one) by SCALE "
+                         "for this run; repeatable")
+    ap.add_argument("--fault-drift", action="append", metavar="[MACHINE=]VALUE",
+                    help="FAULT_DRIFT for this run (all machine types, or one); repeatable")
     args = ap.parse_args(argv)
+    overrides = parse_overrides(args.fault_gain, args.fault_drift)
     preset, seed, version = demo_preset(args.demo / "data")
-    anomalies = regenerate_anomalies(preset, seed, args.out / "data", args.workers)
+    anomalies = regenerate_anomalies(preset, seed, args.out / "data", args.workers, overrides)
     import torch
 
     torch.set_num_threads(max(1, args.workers))
     results = rescore(args.demo, seed, anomalies, args.out)
-    write_report(format_results(results, f"{synthetic.SYNTH_VERSION} (run made with {version})", seed), results,
-                 args.out, args.md)
+    generator = f"{synthetic.SYNTH_VERSION} (run made with {version})"
+    if overrides:
+        generator += f" with fault overrides {json.dumps(overrides.describe())}"
+        results = {"fault_overrides": overrides.describe(), **results}
+    text = format_results({k: v for k, v in results.items() if k != "fault_overrides"}, generator, seed)
+    write_report(text, results, args.out, args.md)
     return 0
 
 

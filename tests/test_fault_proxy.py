@@ -1,8 +1,10 @@
 """benchmarks/fault_proxy.py: regenerated anomalies equal the data set's own clips while the generator is
-unchanged, merged score tables keep the normal rows, per-kind AUCs, and a clear error for a missing run."""
+unchanged, merged score tables keep the normal rows, per-kind AUCs, a clear error for a missing run, and
+fault-constant overrides that change only what they name."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
@@ -16,7 +18,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import fault_proxy as fp  # noqa: E402
 
 from hybrid_asd.data import synthetic  # noqa: E402
-from hybrid_asd.errors import DataError  # noqa: E402
+from hybrid_asd.data.synth import machines  # noqa: E402
+from hybrid_asd.errors import ConfigError, DataError  # noqa: E402
 from hybrid_asd.scores import ScoreTable  # noqa: E402
 
 
@@ -66,3 +69,43 @@ def test_merged_table_replaces_only_the_anomalous_test_rows(tmp_path):
 def test_missing_demo_run_names_the_file(tmp_path):
     with pytest.raises(DataError, match="synthetic.json not found"):
         fp.demo_preset(tmp_path / "nothing" / "data")
+
+
+def test_fault_override_specs_are_checked():
+    ov = fp.parse_overrides(["valve.leak=2", "gearbox=0.5"], ["1.5", "pump=3"])
+    assert ov.gains[("valve", "leak")] == 2.0
+    assert {k for m, k in ov.gains if m == "gearbox"} == set(synthetic.MODELS["gearbox"].anomaly_kinds)
+    assert ov.drift == {None: 1.5, "pump": 3.0}
+    assert not fp.parse_overrides()
+    for gains, drifts, message in [(["vavle=2"], [], "unknown machine type 'vavle'"),
+                                   (["valve.squeak=2"], [], "valve has no fault kind 'squeak'"),
+                                   (["valve"], [], "expected MACHINE"),
+                                   (["valve=lots"], [], "'lots' is not a number"),
+                                   ([], ["-1"], "finite number >= 0"),
+                                   ([], ["fan=nan"], "finite number >= 0")]:
+        with pytest.raises(ConfigError, match=message):
+            fp.parse_overrides(gains, drifts)
+
+
+def test_overrides_change_only_the_named_faults_and_are_undone(tmp_path):
+    """A gain override changes exactly the clips of its kind; a drift override every anomalous clip (all are
+    faulty units); the constants are the generator's again afterwards, in this process and in rendering workers."""
+    data = tmp_path / "data"
+    synthetic.generate(data, preset="tiny", seed=3, machines=["valve"], progress=False)
+    preset, seed, _ = fp.demo_preset(data)
+    before = (copy.deepcopy(machines.ANOMALY_GAIN), machines.FAULT_DRIFT, machines.MODELS["valve"].fault_drift)
+
+    kind = "leak"
+    gain = fp.regenerate_anomalies(preset, seed, tmp_path / "gain", workers=2,
+                                   overrides=fp.parse_overrides([f"valve.{kind}=3"]))
+    per_kind = {}
+    for a in gain:
+        same = Path(a.path).read_bytes() == (data / Path(a.path).relative_to(tmp_path / "gain")).read_bytes()
+        per_kind.setdefault(a.kind, set()).add(same)
+    assert per_kind.pop(kind) == {False} and per_kind and all(v == {True} for v in per_kind.values())
+
+    drift = fp.regenerate_anomalies(preset, seed, tmp_path / "drift", workers=1,
+                                    overrides=fp.parse_overrides(drifts=["valve=3"]))
+    assert all(Path(a.path).read_bytes() != (data / Path(a.path).relative_to(tmp_path / "drift")).read_bytes()
+               for a in drift)
+    assert (machines.ANOMALY_GAIN, machines.FAULT_DRIFT, machines.MODELS["valve"].fault_drift) == before

@@ -104,6 +104,8 @@ class MachineModel:
     load_meaning: str = ""
     anomaly_kinds: tuple[str, ...] = ()
     anomaly_meaning: dict[str, str] = {}
+    # this type's own FAULT_DRIFT (None: the module's); set only by calibration tools (benchmarks/fault_proxy.py)
+    fault_drift: float | None = None
     # platform keys that differ between sections (see variant)
     variation: dict[str, tuple[str, ...]] = {"resonances": (), "profiles": (), "rates": (), "gains": (), "depths": ()}
 
@@ -158,7 +160,8 @@ class MachineModel:
         balance of what excites them, so a faulty unit sounds like another unit of the product; the
         base rate is left alone (speed is the plant's set point). This is what a section-ID network's
         embedding is built to see, and why such embeddings find real faults (issue #12)."""
-        return self.variant(p, rng, scale=FAULT_DRIFT * severity, parts=FAULT_DRIFT_PARTS)
+        drift = FAULT_DRIFT if self.fault_drift is None else self.fault_drift
+        return self.variant(p, rng, scale=drift * severity, parts=FAULT_DRIFT_PARTS)
 
 
 # --- shared fault mechanisms -------------------------------------------------------------------
