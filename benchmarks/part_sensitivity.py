@@ -4,9 +4,11 @@ For each machine type of a finished demo run, the source-domain normal test clip
 the same per-clip randomness (so the same speeds, loads, microphones, background and phases) but with one
 *part* of their section's product changed by ``--scale`` times the spread between two sections
 (``MachineModel.variant(..., parts=(part,))``: resonances, harmonic profiles, base rates, scalar gains,
-modulation depths; or the section's mounting transfer path drawn again). Every system of the run
-(``hybrid_asd.load_system``: the stages' own code) scores the original and the changed renders; the AUC of
-changed against original says how far the system moved along that part (0.5: not at all).
+modulation depths; or the section's mounting transfer path drawn again). Two more renders take a whole
+component from the next section of the run: its product (``neighbour_product``: would the system notice
+another unit of the product?) or its source operating conditions (``neighbour_conditions``: set points and
+loads). Every system of the run (``hybrid_asd.load_system``: the stages' own code) scores the original and
+the changed renders; the AUC of changed against original says how far the system moved (0.5: not at all).
 
 Why: a faulty unit (generator 2.1.0's ``faulty_unit``) is its section's product moved along these same
 parts, so a system that does not react to them cannot see that half of every fault. On fan, the demo's kNN
@@ -44,25 +46,39 @@ from hybrid_asd.utils import atomic_write_bytes  # noqa: E402
 
 PRODUCT_PARTS = ("resonances", "profiles", "rates", "gains", "depths")
 MOUNT = "mount"
+NEIGHBOUR_PRODUCT = "neighbour_product"
+NEIGHBOUR_CONDITIONS = "neighbour_conditions"
+NEIGHBOUR_PARTS = (NEIGHBOUR_PRODUCT, NEIGHBOUR_CONDITIONS)
 ORIGINAL = "original"
 
 
-def parts_of(machine: str) -> list[str]:
-    """The parts a section of ``machine`` differs in: its model's non-empty variation groups, and the mounting."""
+def parts_of(machine: str, n_sections: int = 1) -> list[str]:
+    """The parts a section of ``machine`` differs in: its model's non-empty variation groups, the mounting and,
+    when the run has more than one section, the next section's product and operating conditions."""
     variation = MODELS[machine].variation
-    return [p for p in PRODUCT_PARTS if variation.get(p)] + [MOUNT]
+    parts = [p for p in PRODUCT_PARTS if variation.get(p)] + [MOUNT]
+    return parts + list(NEIGHBOUR_PARTS) if n_sections > 1 else parts
 
 
-def changed_plan(plan: dict, part: str, scale: float, rng: np.random.Generator) -> dict:
-    """``plan`` with its product moved along ``part`` by ``scale`` between-section spreads (or its mounting
-    drawn again, as for another section); everything else as it was."""
+def changed_plan(plan: dict, part: str, scale: float, rng: np.random.Generator, neighbour: dict | None = None) -> dict:
+    """``plan`` with its product moved along ``part`` by ``scale`` between-section spreads, its mounting drawn
+    again, or (``neighbour_*``) the product or source operating conditions of ``neighbour``, another section's
+    plan; everything else as it was. A neighbour's product comes with its reference level (each section's
+    clips are levelled by their own product's), its conditions without."""
     out = copy.deepcopy(plan)
     if part == MOUNT:
         out["mount"] = synthetic.draw_mounting(rng)
     elif part in PRODUCT_PARTS:
         out["product"] = MODELS[plan["machine"]].variant(plan["product"], rng, scale=scale, parts=(part,))
+    elif part in NEIGHBOUR_PARTS:
+        if neighbour is None or neighbour["machine"] != plan["machine"] or neighbour["section"] == plan["section"]:
+            raise ConfigError(f"part {part!r} needs the plan of another section of {plan['machine']}")
+        if part == NEIGHBOUR_PRODUCT:
+            out["product"], out["ref_rms"] = copy.deepcopy(neighbour["product"]), neighbour["ref_rms"]
+        else:
+            out["source"] = copy.deepcopy(neighbour["source"])
     elif part != ORIGINAL:
-        raise ConfigError(f"unknown part {part!r}; choose from {PRODUCT_PARTS + (MOUNT,)}")
+        raise ConfigError(f"unknown part {part!r}; choose from {PRODUCT_PARTS + (MOUNT,) + NEIGHBOUR_PARTS}")
     return out
 
 
@@ -77,12 +93,14 @@ def render_variants(preset: synthetic.Preset, seed: int, machine: str, n_clips: 
     if not tasks:
         raise DataError(f"no source test normal clips of {machine} in the run's preset")
     paths = {}
-    variants = [ORIGINAL] + parts_of(machine)
+    sections = list(preset.sections)
+    variants = [ORIGINAL] + parts_of(machine, len(sections))
     for v_idx, variant in enumerate(tqdm(variants, desc=machine, disable=not progress)):
         for t in tasks:
             rng = np.random.default_rng([seed, synthetic.MACHINE_TYPES.index(machine), t.section, t.index, 4242,
                                          v_idx])
-            plan = changed_plan(plans[(machine, t.section)], variant, scale, rng)
+            neighbour = plans[(machine, sections[(sections.index(t.section) + 1) % len(sections)])]
+            plan = changed_plan(plans[(machine, t.section)], variant, scale, rng, neighbour)
             wave, meta = synthetic.synthesize_clip(t, plan, seed, preset.duration, preset.sample_rate,
                                                    preset.channels)
             path = out / variant / machine / synthetic.clip_folder(t) / synthetic.clip_name(t, meta)
@@ -118,7 +136,7 @@ def format_table(all_results: dict[str, dict[str, dict]], scale: float, seed: in
     lines = [f"Part sensitivity, seed {seed}: AUC of renders with one part changed by {scale:g} between-section "
              "spread(s) against the same clips unchanged (0.5: no reaction).", ""]
     for machine, per_system in all_results.items():
-        parts = parts_of(machine)
+        parts = list(next(iter(per_system.values())))
         lines += [f"| {machine} | " + " | ".join(parts) + " |", "|---|" + "---|" * len(parts)]
         for name, aucs in per_system.items():
             lines.append(f"| {name} | " + " | ".join(f"{aucs[p]:.2f}" for p in parts) + " |")
