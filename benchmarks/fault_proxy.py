@@ -104,7 +104,8 @@ def _machine(name: str, spec: str, option: str) -> str:
 def parse_overrides(gains: list[str] | None = None, drifts: list[str] | None = None) -> FaultOverrides:
     """``--fault-gain MACHINE[.KIND]=SCALE`` and ``--fault-drift [MACHINE=]VALUE`` specs, checked against the
     generator's machine types and fault kinds (a typo is an error, not a silent no-op)."""
-    out = FaultOverrides()
+    scales: dict[tuple[str, str], float] = {}
+    drift: dict[str | None, float] = {}
     for spec in gains or []:
         target, sep, value = spec.partition("=")
         if not sep:
@@ -115,11 +116,11 @@ def parse_overrides(gains: list[str] | None = None, drifts: list[str] | None = N
         if kind and kind not in kinds:
             raise ConfigError(f"--fault-gain {spec!r}: {machine} has no fault kind {kind!r}; choose from {list(kinds)}")
         for k in [kind] if kind else kinds:
-            out.gains[(machine, k)] = _number(value, spec, "--fault-gain")
+            scales[(machine, k)] = _number(value, spec, "--fault-gain")
     for spec in drifts or []:
         name, sep, value = spec.rpartition("=")
-        out.drift[_machine(name, spec, "--fault-drift") if sep else None] = _number(value, spec, "--fault-drift")
-    return out
+        drift[_machine(name, spec, "--fault-drift") if sep else None] = _number(value, spec, "--fault-drift")
+    return FaultOverrides(scales, drift)
 
 
 def apply_overrides(overrides: FaultOverrides) -> None:
@@ -328,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     generator = f"{synthetic.SYNTH_VERSION} (run made with {version})"
     if overrides:
         generator += f" with fault overrides {json.dumps(overrides.describe())}"
+    text = format_results(results, generator, seed)
+    if overrides:
         results = {"fault_overrides": overrides.describe(), **results}
-    text = format_results({k: v for k, v in results.items() if k != "fault_overrides"}, generator, seed)
     write_report(text, results, args.out, args.md)
     return 0
 

@@ -13,7 +13,8 @@ the changed renders; the AUC of changed against original says how far the system
 Why: a faulty unit (generator 2.1.0's ``faulty_unit``) is its section's product moved along these same
 parts, so a system that does not react to them cannot see that half of every fault. On fan, the demo's kNN
 on section-ID embeddings reacts to the resonances and the mounting; on gearbox and pump no system reacts
-to any part (docs/synthetic.md, *Fidelity*), which is where the benchmark still ranks methods the wrong way.
+to any single part, only to a whole other unit (docs/synthetic.md, *Part sensitivity*), and those are where the
+benchmark still ranks methods the wrong way.
 
     python benchmarks/part_sensitivity.py --demo exp/fidelity/seed0 --out exp/part_sensitivity/seed0 [--md t.md]
 
