@@ -263,6 +263,69 @@ def test_stages_end_to_end_on_tiny_synthetic(tmp_path):
     assert mtimes == [p.stat().st_mtime_ns for p in (ckpt, exp.embeddings_path)]
 
 
+
+def test_train_machines_add_the_other_types_sections_as_classes(tmp_path):
+    """extractor.train_machines: the valve clips train the fan experiment's network as more classes; only fan
+    clips are embedded and scored; "all" names the same types; a missing type is an error naming the key."""
+    from hybrid_asd.data import synthetic
+    from hybrid_asd.data.clips import read_clip_list
+    from hybrid_asd.experiment import Experiment
+    from hybrid_asd.extractor.checkpoint import read_checkpoint
+    from hybrid_asd.extractor.stage import other_machines_training_clips
+    from hybrid_asd.pipeline import make_config, run_stage
+    from hybrid_asd.scores import ScoreTable
+
+    synthetic.generate(tmp_path / "data", preset="tiny", machines=["fan", "valve"], progress=False,
+                       n_source_train=4, n_test_per_class=1)
+    base = ["extractor.backbone.name=tiny_cnn", "extractor.epochs=1", "extractor.embedding_dim=8",
+            "extractor.max_patches_per_clip=2", "features.n_mels=32"]
+
+    def train(name: str, machines: str) -> tuple[Experiment, dict]:
+        config = make_config(None, base + [f"extractor.train_machines={machines}"], data_root=tmp_path / "data",
+                             machine="fan")
+        exp = Experiment(tmp_path / name)
+        exp.init(config)
+        run_stage(exp, config, "prepare")
+        run_stage(exp, config, "train", device="cpu", progress=False)
+        return exp, read_checkpoint(exp.extractor.checkpoint)["meta"]
+
+    exp, meta = train("named", "[valve]")
+    fan_sections = sorted({f"fan/{c.section_name}" for c in exp.train_clips()})
+    valve_train = [c for c in synthetic_clips(tmp_path / "data", "valve") if c.split == "train"]
+    assert meta["sections"] == fan_sections + sorted({f"valve/{c.section_name}" for c in valve_train})
+    assert meta["classes"] == meta["sections"]  # labels: section (the default)
+    config = exp.load_config()
+    run_stage(exp, config, "extract", device="cpu", progress=False)
+    clips = read_clip_list(exp.embedding_clips_path)
+    assert {c.machine for c in clips} == {"fan"} and len(clips) == len(exp.train_clips()) + len(exp.test_clips())
+    assert np.isfinite(ScoreTable.from_csv(exp.score_table_path("oe")).scores).all()
+
+    def listed(machines: str) -> list[Path]:
+        config = make_config(None, base + [f"extractor.train_machines={machines}"], data_root=tmp_path / "data",
+                             machine="fan")
+        return [c.path for c in other_machines_training_clips(config)]
+
+    assert listed("all") == listed("[valve]") == [c.path for c in valve_train]
+    assert listed("[fan]") == listed("[]") == []  # the own type named: nothing added
+    with pytest.raises(DataError, match=r"extractor\.train_machines: .*pumpp"):
+        train("missing", "[pumpp]")
+
+
+def synthetic_clips(root: Path, machine: str) -> list[Clip]:
+    from hybrid_asd.data.manifest import scan
+
+    return scan(root, machines=[machine]).clips
+
+
+@pytest.mark.parametrize("value", ["[fan/x]", "[valve, valve]", "[\"\"]", "some"])
+def test_train_machines_bad_values_are_config_errors(value):
+    from hybrid_asd.config import ConfigError
+    from hybrid_asd.pipeline import make_config
+
+    with pytest.raises(ConfigError, match="train_machines"):
+        make_config(None, [f"extractor.train_machines={value}"])
+
+
 # --- multi-process training (torchrun, gloo) ------------------------------------------------------
 DDP_SCRIPT = r'''
 import json, os, sys

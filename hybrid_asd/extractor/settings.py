@@ -47,6 +47,10 @@ class ExtractorSettings(Section):
     head: Component = Component(name="softmax")
     embedding_dim: PositiveInt = 128
     labels: Literal[SCHEMES] = "section"  # type: ignore[valid-type]
+    # other machine types under data.root whose normal training clips join the section-ID task as more classes
+    # ("all": every machine type there); the experiment's own type always trains, and only its clips are
+    # embedded and scored (docs/extractor.md, "Training on several machine types")
+    train_machines: list[str] | Literal["all"] = Field(default_factory=list)
     # patches | clip (the whole log-mel) | waveform (whole-clip waveforms, for the multibranch network)
     input: Literal[INPUT_MODES] = "patches"  # type: ignore[valid-type]
     input_norm: Bool = True  # standardise inputs with the training log-mels' global mean and std
@@ -86,6 +90,18 @@ class ExtractorSettings(Section):
 
         check_head(head.name, head.conf)
         return head
+
+    @field_validator("train_machines")
+    @classmethod
+    def _machine_names(cls, machines: list[str] | str) -> list[str] | str:
+        if isinstance(machines, str):
+            return machines
+        for name in machines:
+            if not name or name != name.strip() or "/" in name or name.startswith("."):
+                raise ValueError(f"{name!r} is not a machine type folder name")
+        if len(set(machines)) != len(machines):
+            raise ValueError(f"a machine type is named twice: {machines}")
+        return machines
 
     @model_validator(mode="after")
     def _best_epoch_needs_validation(self) -> "ExtractorSettings":

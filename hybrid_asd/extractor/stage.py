@@ -1,6 +1,7 @@
 """The extractor's two pipeline stages on an experiment folder: ``train`` and ``extract``.
 
-- :func:`run_train`: ``manifest/train.csv`` -> ``extractor/checkpoint.pt`` (+ ``train_log.csv``).
+- :func:`run_train`: ``manifest/train.csv`` (+ the normal training clips of the machine types in
+  ``extractor.train_machines``, listed from ``data.root``) -> ``extractor/checkpoint.pt`` (+ ``train_log.csv``).
 - :func:`run_extract`: train and test clips -> ``embeddings/clips.csv``, ``embeddings/embeddings.npy``
   (rows aligned) and ``scores/oe.csv`` (the OE score table; the ``score`` stage writes its
   official files).
@@ -16,9 +17,10 @@ import logging
 from pathlib import Path
 
 from hybrid_asd.config import OE_SCORES, Config
-from hybrid_asd.data.clips import write_clip_list
+from hybrid_asd.data.clips import Clip, write_clip_list
+from hybrid_asd.data.manifest import no_training_clips_reason, scan
 from hybrid_asd.data.supplemental import noise_clips
-from hybrid_asd.errors import StageError
+from hybrid_asd.errors import DataError, StageError
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.extractor.embed import extract
 from hybrid_asd.extractor.train import train_extractor
@@ -44,8 +46,40 @@ def extractor_inputs(config: Config, device: str) -> FeatureCache | WaveformSour
     return feature_cache(config, device)
 
 
+def other_machines_training_clips(config: Config) -> list[Clip]:
+    """The normal training clips of the other machine types named in ``extractor.train_machines`` (``all``:
+    every other machine type under ``data.root`` with training clips); they join the experiment's own in the
+    section-ID task as more classes. A named type without training clips is a DataError naming it."""
+    assert config.extractor is not None
+    wanted, own, root = config.extractor.train_machines, config.data.machine, config.data.root
+    names = None if wanted == "all" else [m for m in wanted if m != own]
+    if not wanted or names == []:
+        return []
+    if root is None:
+        raise StageError("data.root is not set (pass --data-root)")
+    try:
+        manifest = scan(root, machines=names, mimii_test_normals=config.data.mimii_test_normals)
+    except DataError as err:
+        raise DataError(f"extractor.train_machines: {err}") from err
+    machines = names if names is not None else sorted({c.machine for c in manifest.clips} - {own})
+    clips: list[Clip] = []
+    for machine in machines:
+        found = [c for c in manifest.select(machine=machine, split="train") if c.label == "normal"]
+        if not found and names is not None:
+            raise DataError(f"extractor.train_machines: {root}: no training clips for machine type {machine!r}: "
+                            f"{no_training_clips_reason(manifest, machine)}")
+        clips += found
+    if not clips:
+        log.warning("extractor.train_machines: all: %s holds no other machine type's training clips", root)
+    else:
+        log.info("%d normal training clip(s) of %s join the section-ID task", len(clips),
+                 ", ".join(sorted({c.machine for c in clips})))
+    return clips
+
+
 def run_train(exp: Experiment, config: Config, *, device: str, progress: bool = True) -> Path | None:
-    """Train the extractor on the experiment's normal training clips; returns the checkpoint path."""
+    """Train the extractor on the experiment's normal training clips (and those of
+    ``extractor.train_machines``); returns the checkpoint path."""
     if config.extractor is None:
         log.info("config has no extractor: nothing to train")
         return None
@@ -57,6 +91,7 @@ def run_train(exp: Experiment, config: Config, *, device: str, progress: bool = 
     train = [c for c in exp.train_clips() if c.label == "normal"]
     if not train:
         raise StageError(f"{exp.manifest_path('train')} lists no normal clips")
+    train += other_machines_training_clips(config)
     supplemental = config.data.supplemental
     noise = noise_clips(exp.supplemental_clips(), supplemental) if supplemental.as_noise else []
     if supplemental.as_noise and not noise:
