@@ -264,13 +264,15 @@ def test_stages_end_to_end_on_tiny_synthetic(tmp_path):
 
 
 
-def test_train_machines_add_the_other_types_sections_as_classes(tmp_path):
+def test_train_machines_add_the_other_types_sections_as_classes(tmp_path, caplog):
     """extractor.train_machines: the valve clips train the fan experiment's network as more classes; only fan
-    clips are embedded and scored; "all" names the same types; a missing type is an error naming the key."""
+    clips are embedded and scored; the valve experiment reuses that network; "all" names the same types; a
+    missing type is an error naming the key."""
     from hybrid_asd.data import synthetic
     from hybrid_asd.data.clips import read_clip_list
     from hybrid_asd.experiment import Experiment
     from hybrid_asd.extractor.checkpoint import read_checkpoint
+    from hybrid_asd.extractor.shared import canonical_order, network_key
     from hybrid_asd.extractor.stage import other_machines_training_clips
     from hybrid_asd.pipeline import make_config, run_stage
     from hybrid_asd.scores import ScoreTable
@@ -299,6 +301,29 @@ def test_train_machines_add_the_other_types_sections_as_classes(tmp_path):
     clips = read_clip_list(exp.embedding_clips_path)
     assert {c.machine for c in clips} == {"fan"} and len(clips) == len(exp.train_clips()) + len(exp.test_clips())
     assert np.isfinite(ScoreTable.from_csv(exp.score_table_path("oe")).scores).all()
+
+    # the valve experiment lists the same clips with the same settings: it reuses the fan experiment's network
+    valve_config = make_config(None, base + ["extractor.train_machines=[fan]"], data_root=tmp_path / "data",
+                               machine="valve")
+    valve = Experiment(tmp_path / "valve")
+    valve.init(valve_config)
+    run_stage(valve, valve_config, "prepare")
+    with caplog.at_level("INFO", logger="hybrid_asd.extractor.shared"):
+        run_stage(valve, valve_config, "train", device="cpu", progress=False)
+    assert "reusing the network" in caplog.text
+    assert valve.extractor.checkpoint.read_bytes() == exp.extractor.checkpoint.read_bytes()
+    assert valve.extractor.train_log.read_text() == exp.extractor.train_log.read_text()
+    run_stage(valve, valve_config, "extract", device="cpu", progress=False)
+    assert {c.machine for c in read_clip_list(valve.embedding_clips_path)} == {"valve"}
+    # what decides the weights is in the key: another seed or a changed training file is another network
+    clips = canonical_order(exp.train_clips() + other_machines_training_clips(config))
+    key = network_key(config, clips)
+    assert network_key(make_config(None, base + ["extractor.train_machines=all"], data_root=tmp_path / "data",
+                                   machine="valve"), clips) == key
+    assert network_key(make_config(None, base + ["extractor.train_machines=[valve]", "seed=5"],
+                                   data_root=tmp_path / "data", machine="fan"), clips) != key
+    os.utime(clips[0].path, ns=(1, 1))
+    assert network_key(config, clips) != key
 
     def listed(machines: str) -> list[Path]:
         config = make_config(None, base + [f"extractor.train_machines={machines}"], data_root=tmp_path / "data",

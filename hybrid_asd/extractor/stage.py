@@ -23,6 +23,7 @@ from hybrid_asd.data.supplemental import noise_clips
 from hybrid_asd.errors import DataError, StageError
 from hybrid_asd.experiment import Experiment
 from hybrid_asd.extractor.embed import extract
+from hybrid_asd.extractor.shared import canonical_order, network_key, store_dir, train_once
 from hybrid_asd.extractor.train import train_extractor
 from hybrid_asd.extractor.waveforms import WaveformSource
 from hybrid_asd.features.cache import FeatureCache
@@ -91,16 +92,24 @@ def run_train(exp: Experiment, config: Config, *, device: str, progress: bool = 
     train = [c for c in exp.train_clips() if c.label == "normal"]
     if not train:
         raise StageError(f"{exp.manifest_path('train')} lists no normal clips")
-    train += other_machines_training_clips(config)
     supplemental = config.data.supplemental
     noise = noise_clips(exp.supplemental_clips(), supplemental) if supplemental.as_noise else []
     if supplemental.as_noise and not noise:
         raise StageError(f"data.supplemental.use = {supplemental.use!r}, but {exp.manifest_path('supplemental')} "
                          f"lists no clip of noise_kinds {supplemental.noise_kinds}; rerun 'prepare'")
-    return train_extractor(
-        train, extractor_inputs(config, device), config.extractor, config.features, files,
-        device=device, seed=config.seed, progress=progress, noise_clips=noise, noise=supplemental,
-    )
+    others = other_machines_training_clips(config)
+    if others:  # every type's experiment lists the same clips in the same order: one network (shared.py)
+        train = canonical_order(train + others)
+
+    def train_here() -> Path:
+        return train_extractor(
+            train, extractor_inputs(config, device), config.extractor, config.features, files,
+            device=device, seed=config.seed, progress=progress, noise_clips=noise, noise=supplemental,
+        )
+
+    if not others or env_world() is not None:
+        return train_here()
+    return train_once(files, store_dir(config), network_key(config, train, noise), train_here)
 
 
 def run_extract(exp: Experiment, config: Config, *, device: str, progress: bool = True) -> None:
