@@ -102,6 +102,12 @@ def demo_config(name: str, data_root: Path, machine: str, seed: int, device: str
     return load_config(CONFIG_DIR / f"{name}.yaml", overrides)
 
 
+def shares_network(name: str, data_root: Path, machine: str, seed: int, device: str, quick: bool) -> bool:
+    """Whether config ``name``'s experiments train one network together (``extractor.train_machines``)."""
+    extractor = demo_config(name, data_root, machine, seed, device, quick).extractor
+    return extractor is not None and bool(extractor.train_machines)
+
+
 # Environment of the worker processes, set while they start (spawned children read it when their libraries
 # load, before any code of ours runs): one thread for OpenMP, BLAS and FAISS.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -164,6 +170,10 @@ def run_experiments(out: Path, machines: list[str], data_root: Path, *, seed: in
     # longest first (every demo_baselines experiment, AE + OE network, takes about 1.8x a demo_hybrid one):
     # list scheduling then leaves no worker idle at the end while another runs a long experiment
     units = [(name, machine) for name in DEMO_CONFIGS for machine in machines]
+    # a config whose experiments share one network (extractor.train_machines) trains it in its first unit while
+    # its other units wait for it (extractor/shared.py): that unit goes first, to train while the baselines run
+    shared = [name for name in DEMO_CONFIGS if shares_network(name, data_root, machines[0], seed, device, quick)]
+    units.sort(key=lambda unit: unit not in [(name, machines[0]) for name in shared])  # stable: the rest keep order
     jobs = default_jobs(len(units)) if jobs is None else int(jobs)
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")

@@ -27,6 +27,25 @@ def test_bad_jobs_refused(tmp_path):
         demo.run_experiments(tmp_path, ["fan"], tmp_path, seed=0, device="cpu", quick=True, progress=False, jobs=0)
 
 
+def test_the_unit_that_trains_a_shared_network_runs_first(tmp_path, monkeypatch):
+    """demo_hybrid's experiments share one network (extractor.train_machines: all): its first machine type's
+    unit trains it and runs before the baselines; every other unit keeps the longest-first order."""
+    assert demo.shares_network("demo_hybrid", tmp_path, "fan", 0, "cpu", False)
+    assert not demo.shares_network("demo_baselines", tmp_path, "fan", 0, "cpu", False)
+    calls = []
+
+    def record(out, name, machine, *args, **kwargs):
+        calls.append((name, machine))
+        return tmp_path / name / machine, []
+
+    monkeypatch.setattr(demo, "run_unit", record)
+    exps, _ = demo.run_experiments(tmp_path, ["ToyCar", "fan"], tmp_path, seed=0, device="cpu", quick=True,
+                                   progress=False, jobs=1)
+    assert calls == [("demo_hybrid", "ToyCar"), ("demo_baselines", "ToyCar"), ("demo_baselines", "fan"),
+                     ("demo_hybrid", "fan")]
+    assert [e.root.name for e in exps["demo_hybrid"]] == ["ToyCar", "fan"]
+
+
 def _table(out: Path) -> list[str]:
     """results.md without its run time line."""
     return [line for line in (out / "results.md").read_text().splitlines() if not line.startswith("Run time")]
