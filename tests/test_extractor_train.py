@@ -336,6 +336,52 @@ def test_train_machines_add_the_other_types_sections_as_classes(tmp_path, caplog
         train("missing", "[pumpp]")
 
 
+
+def _train_in_process(args: tuple[str, str, str, list[str]]) -> str:
+    """One experiment's prepare + train in a spawned process; returns the shared-network log lines."""
+    import logging
+
+    from hybrid_asd.experiment import Experiment
+    from hybrid_asd.pipeline import make_config, run_stage
+
+    root, machine, exp_dir, overrides = args
+    torch.set_num_threads(1)
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logging.getLogger("hybrid_asd.extractor.shared").addHandler(Keep())
+    logging.getLogger("hybrid_asd.extractor.shared").setLevel(logging.INFO)
+    config = make_config(None, overrides, data_root=root, machine=machine)
+    exp = Experiment(exp_dir)
+    exp.init(config)
+    run_stage(exp, config, "prepare")
+    run_stage(exp, config, "train", device="cpu", progress=False)
+    return "\n".join(records)
+
+
+def test_experiments_started_together_train_the_shared_network_once(tmp_path):
+    """Two machine types' experiments started at the same moment in two processes: one trains the network, the
+    other waits on the lock and copies it (the same bytes)."""
+    import multiprocessing
+
+    from hybrid_asd.data import synthetic
+
+    synthetic.generate(tmp_path / "data", preset="tiny", machines=["fan", "valve"], progress=False,
+                       n_source_train=4, n_test_per_class=1)
+    overrides = ["extractor.backbone.name=tiny_cnn", "extractor.epochs=2", "extractor.embedding_dim=8",
+                 "extractor.max_patches_per_clip=2", "features.n_mels=32", "extractor.train_machines=all"]
+    jobs = [(str(tmp_path / "data"), m, str(tmp_path / m), overrides) for m in ("fan", "valve")]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        logs = pool.map(_train_in_process, jobs)
+    assert sorted("kept a copy" in text for text in logs) == [False, True]
+    assert sorted("reusing the network" in text for text in logs) == [False, True]
+    fan, valve = ((tmp_path / m / "extractor" / "checkpoint.pt").read_bytes() for m in ("fan", "valve"))
+    assert fan == valve
+
+
 def synthetic_clips(root: Path, machine: str) -> list[Clip]:
     from hybrid_asd.data.manifest import scan
 
