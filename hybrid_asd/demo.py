@@ -172,8 +172,9 @@ def run_experiments(out: Path, machines: list[str], data_root: Path, *, seed: in
     units = [(name, machine) for name in DEMO_CONFIGS for machine in machines]
     # a config whose experiments share one network (extractor.train_machines) trains it in its first unit while
     # its other units wait for it (extractor/shared.py): that unit goes first, to train while the baselines run
-    shared = [name for name in DEMO_CONFIGS if shares_network(name, data_root, machines[0], seed, device, quick)]
-    units.sort(key=lambda unit: unit not in [(name, machines[0]) for name in shared])  # stable: the rest keep order
+    first = {(name, machines[0]) for name in DEMO_CONFIGS
+             if shares_network(name, data_root, machines[0], seed, device, quick)}
+    units.sort(key=lambda unit: unit not in first)  # stable: the other units keep their order
     jobs = default_jobs(len(units)) if jobs is None else int(jobs)
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")

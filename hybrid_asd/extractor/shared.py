@@ -4,9 +4,9 @@ With ``train_machines`` every machine type's experiment of an approach trains on
 types' normal training clips, in one canonical order) with the same settings and seed, so they would all
 train the same network. The first experiment trains it and leaves a copy in a store beside the feature
 cache (``<feature cache>/extractors/<key>/``); the others copy it from there. The key hashes everything that
-decides the weights: the extractor and feature settings (``train_machines`` itself left out, as each type
-names the others), the audio settings, the seed, and every training file by absolute path, size and
-modification time (two data roots, e.g. synthetic sets of two seeds, never share a network). A file lock
+decides the weights: the config keys the ``train`` stage reads (``data``, ``features``, ``extractor``, ``seed``;
+without ``data.machine``, ``data.root`` and ``train_machines``, which each type words differently), and every
+training file by absolute path, size and modification time (two data roots, e.g. synthetic sets of two seeds, never share a network). A file lock
 makes an experiment that starts while another trains the same network wait for it instead of training it
 twice (demo workers, recipes run side by side). Under torchrun nothing is shared (ranks must not wait on
 each other's lock).
@@ -28,6 +28,7 @@ from hybrid_asd.data.clips import Clip
 from hybrid_asd.errors import DataError
 from hybrid_asd.experiment import ExtractorFiles
 from hybrid_asd.features.cache import default_cache_dir
+from hybrid_asd.stages import fingerprint_keys
 from hybrid_asd.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,12 @@ def canonical_order(clips: Sequence[Clip]) -> list[Clip]:
 
 
 def network_key(config: Config, clips: Sequence[Clip], noise_clips: Sequence[Clip] = ()) -> str:
-    """Hash of what decides the shared network's weights (see the module docstring)."""
+    """Hash of what decides the shared network's weights (see the module docstring): the config keys the
+    ``train`` stage reads (the stage table's), less what differs between the machine types' experiments."""
     assert config.extractor is not None
-    extractor = config.extractor.to_dict()
-    extractor.pop("train_machines")
-    data = config.data
+    settings = config.sections(fingerprint_keys("train"))
+    for section, key in (("data", "machine"), ("data", "root"), ("extractor", "train_machines")):
+        settings[section].pop(key)
     files = []
     for clip in [*clips, *noise_clips]:
         try:
@@ -58,12 +60,7 @@ def network_key(config: Config, clips: Sequence[Clip], noise_clips: Sequence[Cli
         except OSError as exc:
             raise DataError(f"training clip not found or unreadable: {clip.path} ({exc})") from exc
         files.append((str(Path(clip.path).resolve()), stat.st_size, stat.st_mtime_ns))
-    blob = {
-        "extractor": extractor, "features": config.features.to_dict(), "seed": config.seed,
-        "audio": {"sample_rate": data.sample_rate, "channel": data.channel, "duration": data.duration,
-                  "resample": data.resample, "supplemental": data.supplemental.model_dump(mode="json")},
-        "files": files, "noise_files": len(noise_clips),
-    }
+    blob = {"settings": settings, "files": files, "noise_files": len(noise_clips)}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
