@@ -41,6 +41,20 @@ def test_auc_pauc_equals_sklearn_on_heavily_tied_scores(seed: int) -> None:
     assert auc_pauc(np.zeros(3, int).tolist() + [1], [0.5, 0.5, 0.5, 0.5]) == (0.5, 0.5)
 
 
+@pytest.mark.parametrize("n_normal, n_anomaly", [(10, 10), (50, 50), (20, 3), (7, 40)])
+def test_auc_pauc_equals_sklearn_at_dcase_section_sizes(n_normal: int, n_anomaly: int) -> None:
+    """The one-curve shortcut against roc_auc_score where fpr steps land exactly on max_fpr (10 normal clips),
+    on perfect and inverted separation, rounded (tied) and float32 scores, for many draws."""
+    rng = np.random.default_rng(n_normal * 100 + n_anomaly)
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_anomaly, int)]
+    for draw in range(40):
+        s = rng.normal(size=y.size) + rng.uniform(-1, 2) * y
+        for scores in (s, np.round(s, 1), s.astype(np.float32), y * 1.0, -y * 1.0):
+            for max_fpr in (0.1, 0.2, 0.5):
+                assert auc_pauc(y, scores, max_fpr) == (roc_auc_score(y, scores),
+                                                        roc_auc_score(y, scores, max_fpr=max_fpr)), draw
+
+
 def test_auc_pauc_rejects_a_missing_class_and_bad_inputs() -> None:
     with pytest.raises(ValueError, match="both normal and anomalous.*3 normal and 0 anomalous"):
         auc_pauc([0, 0, 0], [0.1, 0.2, 0.3])
