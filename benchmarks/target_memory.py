@@ -1,0 +1,103 @@
+"""Where a trained network puts a section's few target training clips, against the unseen target clips.
+
+A serial hybrid adapts to the target domain through the few target training clips it keeps in the kNN's
+target memory (``adaptation: domain_min``). That only works if the network embeds those clips where the
+unseen target clips of their section fall. For each experiment folder with embeddings (the ``extract``
+stage's ``embeddings/clips.csv`` and ``embeddings.npy``), per section, with cosine distances:
+
+- ``target spread``: mean pairwise distance of the target training clips;
+- ``to target train`` / ``to source train``: from the centroid of the normal target *test* clips to the
+  centroid of the target training clips and to that of the source training clips;
+- ``nearest is target``: the share of normal target test clips whose nearest training clip is a target
+  clip, i.e. how often the target memory holds the kNN's nearest neighbour.
+
+    python benchmarks/target_memory.py exp/demo/exp/demo_hybrid/*/seed0 [--out exp/target_memory.md]
+
+Numbers and reading: docs/results.md, *Section labels*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hybrid_asd.data.clips import Clip, read_clip_list  # noqa: E402
+from hybrid_asd.errors import DataError  # noqa: E402
+from hybrid_asd.utils import atomic_write_text  # noqa: E402
+
+COLUMNS = ("target spread", "to target train", "to source train", "nearest is target")
+
+
+def load(exp: Path) -> tuple[list[Clip], np.ndarray]:
+    """The experiment's clips and their unit-length embeddings; a clear error when extract has not run."""
+    clips_csv, npy = exp / "embeddings" / "clips.csv", exp / "embeddings" / "embeddings.npy"
+    for path in (clips_csv, npy):
+        if not path.is_file():
+            raise DataError(f"{path}: missing; run the 'extract' stage of {exp} first")
+    clips = read_clip_list(clips_csv)
+    emb = np.load(npy, allow_pickle=False).astype(np.float64)
+    if emb.ndim != 2 or len(emb) != len(clips):
+        raise DataError(f"{npy}: shape {emb.shape} for {len(clips)} clips in {clips_csv}; rerun 'extract'")
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    return clips, emb / np.where(norms > 0, norms, 1.0)
+
+
+def _centroid(x: np.ndarray) -> np.ndarray:
+    c = x.mean(axis=0)
+    return c / max(np.linalg.norm(c), 1e-12)
+
+
+def section_summary(clips: list[Clip], emb: np.ndarray) -> dict[int, dict[str, float]]:
+    """Per section: the four figures of the module docstring (sections without target clips are left out)."""
+    out = {}
+    for section in sorted({c.section for c in clips}):
+        def rows(split: str, domain: str, label: str | None = None, _s: int = section) -> np.ndarray:
+            return emb[[i for i, c in enumerate(clips) if c.section == _s and c.split == split
+                        and c.domain == domain and (label is None or c.label == label)]]
+        source, target = rows("train", "source"), rows("train", "target")
+        unseen = rows("test", "target", "normal")
+        if not (len(source) and len(target) and len(unseen)):
+            continue
+        pairs = 1.0 - target @ target.T
+        spread = float(pairs[np.triu_indices(len(target), 1)].mean()) if len(target) > 1 else 0.0
+        centre = _centroid(unseen)
+        nearest_target = (1.0 - unseen @ target.T).min(axis=1) < (1.0 - unseen @ source.T).min(axis=1)
+        out[section] = {"target spread": spread,
+                        "to target train": float(1.0 - centre @ _centroid(target)),
+                        "to source train": float(1.0 - centre @ _centroid(source)),
+                        "nearest is target": float(nearest_target.mean())}
+    return out
+
+
+def format_table(summaries: dict[str, dict[int, dict[str, float]]]) -> str:
+    lines = ["| experiment | section | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    for name, per_section in summaries.items():
+        for section, figures in per_section.items():
+            lines.append(f"| {name} | {section:02d} | " + " | ".join(f"{figures[k]:.3f}" for k in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("experiments", type=Path, nargs="+", help="experiment folders with embeddings/")
+    ap.add_argument("--out", type=Path, help="also write the table here (markdown)")
+    args = ap.parse_args(argv)
+    summaries = {}
+    for exp in args.experiments:
+        clips, emb = load(exp)
+        summaries[f"{clips[0].machine} ({exp})" if clips else str(exp)] = section_summary(clips, emb)
+    table = format_table(summaries)
+    if args.out:
+        atomic_write_text(args.out, table)
+    print(table, end="")
+    return table
+
+
+if __name__ == "__main__":
+    main()
