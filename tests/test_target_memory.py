@@ -48,6 +48,9 @@ def fake_experiment(root: Path, target_train_at: str) -> Path:
     for i in range(10):
         add(clip(0, "target", "test", "normal", i), spots["unseen"])
         add(clip(0, "target", "test", "anomaly", i), unit((7, 1.0)))
+        # source test clips at cosine distance 0.05 (normal) and 0.2 (anomalous) from the source clips: shift 4
+        add(clip(0, "source", "test", "normal", i), unit((0, 0.95), (4, np.sqrt(1 - 0.95**2))))
+        add(clip(0, "source", "test", "anomaly", i), unit((0, 0.8), (6, 0.6)))
     exp = root / target_train_at
     (exp / "embeddings").mkdir(parents=True)
     write_clip_list(exp / "embeddings" / "clips.csv", clips)
@@ -63,6 +66,7 @@ def test_target_clips_in_a_region_of_their_own_never_hold_the_nearest_neighbour(
     assert s["to target train"] == pytest.approx(1.0, abs=0.02)  # orthogonal: cosine distance 1
     assert s["to source train"] == pytest.approx(0.2, abs=0.02)
     assert s["target spread"] == pytest.approx(0.0, abs=0.01)
+    assert s["fault shift (source)"] == pytest.approx(4.0, rel=0.15)
 
 
 def test_target_clips_with_the_unseen_ones_hold_it_and_the_table_shows_it(tmp_path, capsys):
@@ -76,10 +80,18 @@ def test_target_clips_with_the_unseen_ones_hold_it_and_the_table_shows_it(tmp_pa
     assert table.splitlines()[2].startswith(f"| fan ({exp}) | 00 | ")
 
 
+def test_fault_shift_is_undefined_without_both_kinds_of_clips_and_shows_as_n_a():
+    memory = np.eye(3)[:1]
+    assert np.isnan(tm.fault_shift(np.eye(3)[1:], np.empty((0, 3)), memory))
+    assert np.isnan(tm.fault_shift(memory, np.eye(3)[1:], memory))  # normal clips on the memory: distance 0
+    table = tm.format_table({"x": {0: {k: float("nan") if k == "fault shift (source)" else 0.5 for k in tm.COLUMNS}}})
+    assert table.splitlines()[2] == "| x | 00 | 0.500 | 0.500 | 0.500 | 0.500 | n/a |"
+
+
 def test_missing_or_misaligned_embeddings_name_the_file(tmp_path):
     with pytest.raises(DataError, match=r"clips\.csv: missing; run the 'extract' stage"):
         tm.load(tmp_path)
     exp = fake_experiment(tmp_path, "own_region")
     np.save(exp / "embeddings" / "embeddings.npy", np.zeros((3, 8), dtype=np.float32))
-    with pytest.raises(DataError, match=r"embeddings\.npy: shape \(3, 8\) for 63 clips"):
+    with pytest.raises(DataError, match=r"embeddings\.npy: shape \(3, 8\) for 83 clips"):
         tm.load(exp)
