@@ -32,19 +32,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hybrid_asd.data.clips import Clip, read_clip_list  # noqa: E402
 from hybrid_asd.errors import DataError  # noqa: E402
-from hybrid_asd.utils import atomic_write_text  # noqa: E402
+from hybrid_asd.experiment import Experiment  # noqa: E402
+from hybrid_asd.utils import atomic_write_text, load_npy  # noqa: E402
 
 COLUMNS = ("target spread", "to target train", "to source train", "nearest is target", "fault shift (source)")
 
 
 def load(exp: Path) -> tuple[list[Clip], np.ndarray]:
     """The experiment's clips and their unit-length embeddings; a clear error when extract has not run."""
-    clips_csv, npy = exp / "embeddings" / "clips.csv", exp / "embeddings" / "embeddings.npy"
+    clips_csv, npy = Experiment(exp).embedding_clips_path, Experiment(exp).embeddings_path
     for path in (clips_csv, npy):
         if not path.is_file():
             raise DataError(f"{path}: missing; run the 'extract' stage of {exp} first")
     clips = read_clip_list(clips_csv)
-    emb = np.load(npy, allow_pickle=False).astype(np.float64)
+    emb = load_npy(npy, "rerun 'extract'").astype(np.float64)
     if emb.ndim != 2 or len(emb) != len(clips):
         raise DataError(f"{npy}: shape {emb.shape} for {len(clips)} clips in {clips_csv}; rerun 'extract'")
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
@@ -71,11 +72,13 @@ def fault_shift(normal: np.ndarray, anomalous: np.ndarray, memory: np.ndarray) -
 
 def section_summary(clips: list[Clip], emb: np.ndarray) -> dict[int, dict[str, float]]:
     """Per section: the figures of the module docstring (sections without target clips are left out)."""
+    section_of, split, domain, label = (np.array([getattr(c, key) for c in clips])
+                                        for key in ("section", "split", "domain", "label"))
     out = {}
-    for section in sorted({c.section for c in clips}):
-        def rows(split: str, domain: str, label: str | None = None, _s: int = section) -> np.ndarray:
-            return emb[[i for i, c in enumerate(clips) if c.section == _s and c.split == split
-                        and c.domain == domain and (label is None or c.label == label)]]
+    for section in sorted(set(section_of.tolist())):
+        def rows(split_: str, domain_: str, label_: str | None = None, _s: int = section) -> np.ndarray:
+            mask = (section_of == _s) & (split == split_) & (domain == domain_)
+            return emb[mask if label_ is None else mask & (label == label_)]
         source, target = rows("train", "source"), rows("train", "target")
         unseen = rows("test", "target", "normal")
         if not (len(source) and len(target) and len(unseen)):
