@@ -28,7 +28,8 @@ Sections, in the order they run:
    the loop's wall time spent waiting for the next batch (loader wait) and the GPU busy fraction sampled by
    NVML (``pynvml``, optional) or ``nvidia-smi``. Variants for the wilkinghoff network in float16: DataLoader
    workers (``extractor.num_workers: 2``, spawned), pinned host memory (a DataLoader option the project does
-   not set yet: measured here to decide) and ``channels_last`` (model only; not a project option either).
+   not set yet: measured here to decide) and the NCHW layout (``extractor.channels_last: false``; every other
+   row runs the default channels-last layout).
    The training loop's AMP is float16 only, so bfloat16 has model rows only.
 5. **end to end**: that machine type through ``hybrid_asd/configs/wilkinghoff2021_serial.yaml`` on the GPU,
    every stage timed (the ``features`` stage computes log-mels on the CPU: it takes no device), the GPU busy
@@ -415,8 +416,7 @@ def autocast(device: str, precision: str):  # noqa: ANN201
                           enabled=dtype is not None)
 
 
-def model_rate(conf: Any, x: Any, y: Any, device: str, precision: str, seconds: float,
-               channels_last: bool = False) -> dict[str, Any]:
+def model_rate(conf: Any, x: Any, y: Any, device: str, precision: str, seconds: float) -> dict[str, Any]:
     """Patches/s of forward + backward + optimiser step on one batch resident on ``device``."""
     import torch
 
@@ -424,10 +424,7 @@ def model_rate(conf: Any, x: Any, y: Any, device: str, precision: str, seconds: 
     from hybrid_asd.extractor.train import make_optimizer
 
     torch.manual_seed(0)
-    model = build_model(conf, n_classes=n_classes(conf.labels)).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+    model = build_model(conf, n_classes=n_classes(conf.labels)).to(device)  # its layout: extractor.channels_last
     model.train()
     opt = make_optimizer(model, conf)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.startswith("cuda"))
@@ -559,7 +556,7 @@ def check_training(quick: bool, cuda: bool) -> list[dict[str, Any]]:
     base = {"config": E2E_CONFIG, "backbone": conf.backbone.name, "head": conf.head.name, "batch": conf.batch_size,
             "device": device, "precision": "fp16"}
     variants = (("loader workers 2 (spawn)", {"workers": 2}), ("pinned memory", {"pin_memory": True}),
-                ("channels_last (model only)", {"channels_last": True}))
+                ("NCHW layout (channels_last: false)", {"conf": conf.model_copy(update={"channels_last": False})}))
     for label, kwargs in variants:
         row = {**base, "variant": label}
         if quick or not cuda:
@@ -567,15 +564,12 @@ def check_training(quick: bool, cuda: bool) -> list[dict[str, Any]]:
             continue
         say(f"training: {E2E_CONFIG} fp16, {label}")
         try:
-            if "channels_last" in kwargs:
-                x, y = dataset.__getitems__(list(range(conf.batch_size)))
-                row.update(status=OK, **model_rate(conf, x.to(device), y.to(device), device, "fp16", model_seconds,
-                                                   channels_last=True))
-            else:
-                reference = next(r for r in rows if r["config"] == E2E_CONFIG and r["precision"] == "fp16"
-                                 and r.get("status") == OK)
-                n = int(min(max(reference["model_patches_per_s"] * pipe_seconds, 10 * conf.batch_size), len(dataset)))
-                row.update(status=OK, **pipeline_rate(conf, dataset, device, "fp16", n, sampler=sampler, **kwargs))
+            reference = next(r for r in rows if r["config"] == E2E_CONFIG and r["precision"] == "fp16"
+                             and r.get("status") == OK)
+            n = int(min(max(reference["model_patches_per_s"] * pipe_seconds, 10 * conf.batch_size), len(dataset)))
+            variant_conf = kwargs.pop("conf", conf)
+            row.update(status=OK, **pipeline_rate(variant_conf, dataset, device, "fp16", n, sampler=sampler,
+                                                  **kwargs))
         except Exception as exc:  # noqa: BLE001
             row.update(failed(exc))
         rows.append(row)

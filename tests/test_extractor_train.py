@@ -524,3 +524,38 @@ def test_target_validation_leaves_supplemental_training_clips_whole(mode):
     else:
         moved = set(data.val_idx.tolist()) - set(data.train_idx.tolist())
         assert not len(data.tail_idx) and len(moved & targets) == len(classes)
+
+
+# --- memory layout (extractor.channels_last) --------------------------------------------------------
+def test_channels_last_layout_trains_to_the_same_network_up_to_rounding(tmp_path):
+    """The layout is a speed setting: both layouts start from the same weights and take the same steps (float
+    rounding apart; a tiny learning rate keeps Adam from amplifying rounding-sized gradients into whole steps), the
+    checkpoint of either loads in either layout, and only 4-D weights and inputs move."""
+    clips, feats = tiny_set()
+    runs = {}
+    for layout in (True, False):
+        out = tmp_path / f"cl_{layout}"
+        conf = tiny_conf(channels_last=layout, optimizer={"name": "adam", "lr": 1e-6})
+        path = train_extractor(clips, feats, conf, FEATURES, out, progress=False)
+        model, ckpt = load_checkpoint(path)
+        assert ckpt["config"]["extractor"]["channels_last"] is layout
+        # a convolution with several input planes (one plane is the same in both layouts)
+        conv = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1][0]
+        assert model.channels_last is layout
+        assert conv.is_contiguous(memory_format=torch.channels_last) is layout
+        assert conv.is_contiguous() is not layout
+        runs[layout] = (path, extract(path, clips, feats, progress=False))
+    (emb_nhwc, oe_nhwc), (emb_nchw, oe_nchw) = runs[True][1], runs[False][1]
+    np.testing.assert_allclose(emb_nhwc, emb_nchw, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(oe_nhwc, oe_nchw, rtol=0, atol=1e-4)
+    # a channels-last checkpoint's weights in an NCHW model (and back) give the same embeddings
+    nhwc_model, _ = load_checkpoint(runs[True][0])
+    ckpt = torch.load(runs[True][0], weights_only=True)
+    ckpt["config"]["extractor"]["channels_last"] = False
+    torch.save(ckpt, tmp_path / "as_nchw.pt")
+    nchw_model, _ = load_checkpoint(tmp_path / "as_nchw.pt")
+    assert not nchw_model.channels_last
+    x = _patches(feats.get_many([clips[0].path])[0])
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc_model.embed(x), nchw_model.embed(x), rtol=0, atol=1e-5)
+

@@ -307,3 +307,12 @@ def test_resume_gives_identical_weights_with_mixup(tmp_path):
     resumed = train_extractor(clips, waves, conf, {}, tmp_path / "resumed", progress=False)
     a, b = read_checkpoint(full)["model"], read_checkpoint(resumed)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_channels_last_is_ignored_for_waveform_input():
+    """``extractor.channels_last`` (default on) applies to log-mel inputs; a waveform network keeps NCHW."""
+    conf = ExtractorSettings.parse(tiny_conf(), where="extractor")
+    assert conf.channels_last
+    model = build_model(conf, n_classes=3)
+    assert not model.channels_last
+    assert all(p.is_contiguous() for p in model.parameters())

@@ -176,10 +176,15 @@ class ExtractorModel(nn.Module):
     targets) only matter for heads with a margin or an adaptive scale during training.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module):
+    def __init__(self, backbone: nn.Module, head: nn.Module, channels_last: bool = False):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        # NHWC layout for 2-D convolutions (``extractor.channels_last``): the weights are converted here and
+        # every 4-D input in embed(), so training, extraction and monitoring all run in the same layout
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.backbone.to(memory_format=torch.channels_last)  # converts 4-D weights only
         self.register_buffer("input_mean", torch.zeros(()))
         self.register_buffer("input_std", torch.ones(()))
 
@@ -189,7 +194,10 @@ class ExtractorModel(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, n_mels, frames)`` log-mels -> ``(B, embedding_dim)`` embeddings."""
-        return self.backbone((x - self.input_mean) / self.input_std)
+        x = (x - self.input_mean) / self.input_std
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.embed(x)
@@ -202,4 +210,4 @@ def build_model(extractor: ExtractorSettings, n_classes: int, in_channels: int =
     dim = extractor.embedding_dim
     backbone = build_backbone(extractor.backbone.name, dim, extractor.backbone.conf, in_channels=in_channels)
     head = build_head(extractor.head.name, dim, n_classes, extractor.head.conf)
-    return ExtractorModel(backbone, head)
+    return ExtractorModel(backbone, head, channels_last=extractor.channels_last and extractor.input != "waveform")
