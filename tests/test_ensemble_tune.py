@@ -245,3 +245,28 @@ def test_fit_znorm_reference_falls_back_per_section():
     assert z.section_stats[("fan", 0)].mean == pytest.approx(ref0.mean()) and z.section_stats[("fan", 0)].n == 5
     all1 = table.select(split="train", section=1).scores
     assert z.section_stats[("fan", 1)].n == len(all1) and z.section_stats[("fan", 1)].mean == pytest.approx(all1.mean())
+
+
+def test_fit_znorm_reference_that_scores_identically_falls_back_to_all_rows(caplog):
+    """Two held-out clips that are each other's nearest neighbour get the same kNN score: a reference without
+    spread uses the section's train rows instead (the quick demo on tiny data hit this); a detector whose train
+    rows are all constant still stops with the zero-spread error."""
+    from hybrid_asd.ensemble.znorm import fit_znorm
+
+    (table,) = make_tables({"a": 1.0}, sections=(0, 1), seed=12)
+    train0 = [i for i, c in enumerate(table.clips) if c.split == "train" and c.section == 0]
+    train1 = [i for i, c in enumerate(table.clips) if c.split == "train" and c.section == 1]
+    scores = table.scores.copy()
+    scores[train0[:2]] = 0.25  # the two reference clips of section 0 tie
+    table = ScoreTable(table.detector, table.clips, scores)
+    reference = [str(table.clips[i].path) for i in train0[:2] + train1[:3]]
+    with caplog.at_level("WARNING", logger="hybrid_asd.ensemble.znorm"):
+        z = fit_znorm(table, reference=reference)
+    assert "section_00: its 2 held-out reference clips score identically" in caplog.text
+    all0 = scores[train0]
+    assert z.section_stats[("fan", 0)].n == len(all0)
+    assert z.section_stats[("fan", 0)].std == pytest.approx(all0.std(ddof=1))
+    assert z.section_stats[("fan", 1)].n == 3  # section 1 keeps its reference
+    scores[train0] = 0.25  # every train row of section 0 constant: nothing to fall back to
+    with pytest.raises(ScoreError, match="zero spread"):
+        fit_znorm(ScoreTable(table.detector, table.clips, scores), reference=reference)
