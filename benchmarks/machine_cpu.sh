@@ -6,6 +6,10 @@
 #
 #   bash benchmarks/machine_cpu.sh .venv/bin/hybrid-asd demo --out exp/demo_timed --no-progress
 set -u
+if [ $# -eq 0 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+  echo "usage: bash benchmarks/machine_cpu.sh COMMAND [ARGS...]  (prints the machine's busy CPU while COMMAND runs)" >&2
+  exit 2
+fi
 busy() { read -r _ user nice system _idle _iowait irq softirq steal _ < /proc/stat; echo $((user + nice + system + irq + softirq + steal)); }
 hz=$(getconf CLK_TCK)
 b0=$(busy); t0=$(date +%s.%N)

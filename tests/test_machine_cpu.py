@@ -21,3 +21,8 @@ def test_counts_the_cpu_of_a_busy_child_and_passes_its_exit_status_on():
     assert m, done.stderr
     assert float(m.group(1)) >= 0.4  # the child's 0.5 s of CPU, whatever else the machine ran
     assert float(m.group(2)) >= 0.5
+
+
+def test_without_a_command_prints_usage():
+    done = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage: bash benchmarks/machine_cpu.sh COMMAND" in done.stderr
