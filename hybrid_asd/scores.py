@@ -114,9 +114,12 @@ class ScoreTable:
         )
 
 
-def held_out_rows(train: ScoreTable, reference: Iterable[str] | None, *, min_rows: int, purpose: str) -> ScoreTable:
+def held_out_rows(train: ScoreTable, reference: Iterable[str] | None, *, min_rows: int, purpose: str,
+                  need_spread: bool = False) -> ScoreTable:
     """Per (machine, section): the rows of ``train`` whose clip paths are in ``reference`` (held-out,
-    out-of-sample scores), or all its rows (with a warning) where fewer than ``min_rows`` are.
+    out-of-sample scores), or all its rows (with a warning) where fewer than ``min_rows`` are, or, with
+    ``need_spread``, where the held-out rows all score the same while other rows exist (a kNN gives two clips
+    that are each other's nearest neighbour one distance: no spread to standardise with).
 
     ``reference`` None keeps every row (the rows are out-of-sample already, e.g. cross-fitted).
     ``purpose`` names the use in the warning ("z-normalising", "decision thresholds")."""
@@ -130,7 +133,12 @@ def held_out_rows(train: ScoreTable, reference: Iterable[str] | None, *, min_row
     keep = np.zeros(len(train), dtype=bool)
     for (machine, section), idx in groups.items():
         rows = np.asarray(idx)
-        if held[rows].sum() >= min_rows:
+        values = train.scores[rows[held[rows]]]
+        if len(values) >= min_rows and need_spread and len(values) < len(rows) and np.all(values == values[0]):
+            log.warning("%s %s section_%02d: its %d held-out reference clips score identically (%r); %s with all "
+                        "its train rows", train.detector, machine, section, len(values), float(values[0]), purpose)
+            keep[rows] = True
+        elif len(values) >= min_rows:
             keep[rows] = held[rows]
         else:
             log.warning(

@@ -166,7 +166,7 @@ def fit_znorm(
         )
     train.check_finite()
     if reference is not None:
-        train = _reference_rows(train, reference)
+        train = held_out_rows(train, reference, min_rows=2, purpose="z-normalising", need_spread=True)
     znorm = ZNorm(table.detector, per_domain, min_clips, source=table.source)
     groups = _group_indices(train, with_domain=True)
     sections: dict[tuple[str, int], list[np.ndarray]] = {}
@@ -199,31 +199,6 @@ def znormalise(
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _reference_rows(train: ScoreTable, reference: Collection[str]) -> ScoreTable:
-    """The held-out reference rows per section (:func:`held_out_rows`), except where they all score the same:
-    a few held-out clips can (a kNN gives two clips that are each other's nearest neighbour the same distance),
-    and their spread says nothing about the section's; those sections use all their train rows, with a warning."""
-    held = held_out_rows(train, reference, min_rows=2, purpose="z-normalising")
-    held_groups = _group_indices(held, with_domain=False)
-    keep_held = np.ones(len(held), dtype=bool)
-    take_all: set[GroupKey] = set()
-    for key, idx in held_groups.items():
-        values = held.scores[idx]
-        if len(values) < len(train.select(machine=key[0], section=key[1])) and \
-                _moments(values).std <= ZERO_STD_RTOL * max(1.0, abs(float(np.mean(values)))):
-            log.warning("%s %s section_%02d: its %d held-out reference clips score identically (%r); "
-                        "z-normalising with all its train rows", train.detector, key[0], key[1], len(values),
-                        float(values[0]))
-            keep_held[idx] = False
-            take_all.add(key)
-    if not take_all:
-        return held
-    parts = [ScoreTable(held.detector, [c for c, k in zip(held.clips, keep_held) if k], held.scores[keep_held],
-                        held.source)]
-    parts += [train.select(machine=machine, section=section) for machine, section in sorted(take_all)]
-    return ScoreTable.concat(parts, train.detector)
-
-
 def _group_indices(table: ScoreTable, with_domain: bool) -> dict[GroupKey, np.ndarray]:
     groups: dict[GroupKey, list[int]] = {}
     for i, clip in enumerate(table.clips):
