@@ -72,7 +72,8 @@ class Anomaly:
 @dataclass(frozen=True)
 class FaultOverrides:
     """Fault constants for one proxy run: ``gains`` scale ``ANOMALY_GAIN[machine][kind]``; ``drift`` replaces
-    ``FAULT_DRIFT`` (key ``None``) or one machine type's drift."""
+    every machine type's drift (key ``None``: ``FAULT_DRIFT`` and each type's own, e.g. the tonal types'
+    ``TONAL_FAULT_DRIFT``) or one machine type's (which wins over the key ``None``)."""
 
     gains: dict[tuple[str, str], float] = field(default_factory=dict)
     drift: dict[str | None, float] = field(default_factory=dict)
@@ -127,10 +128,12 @@ def apply_overrides(overrides: FaultOverrides) -> None:
     """Set the fault constants in this process (a rendering worker's initializer too)."""
     for (machine, kind), scale in overrides.gains.items():
         machines.ANOMALY_GAIN[machine][kind] *= scale
+    if None in overrides.drift:  # first, so that a machine type's own value wins whatever the order given
+        machines.FAULT_DRIFT = overrides.drift[None]
+        for model in machines.MODELS.values():
+            model.fault_drift = None
     for machine, value in overrides.drift.items():
-        if machine is None:
-            machines.FAULT_DRIFT = value
-        else:
+        if machine is not None:
             machines.MODELS[machine].fault_drift = value
 
 
@@ -317,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="multiply a machine type's fault strengths (ANOMALY_GAIN; all its kinds or one) by SCALE "
                          "for this run; repeatable")
     ap.add_argument("--fault-drift", action="append", metavar="[MACHINE=]VALUE",
-                    help="FAULT_DRIFT for this run (all machine types, or one); repeatable")
+                    help="the fault drift for this run: VALUE for every machine type (FAULT_DRIFT and the tonal types' "
+                         "own TONAL_FAULT_DRIFT), MACHINE=VALUE for one (wins over VALUE); repeatable")
     args = ap.parse_args(argv)
     overrides = parse_overrides(args.fault_gain, args.fault_drift)
     preset, seed, version = demo_preset(args.demo / "data")

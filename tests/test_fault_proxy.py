@@ -109,3 +109,17 @@ def test_overrides_change_only_the_named_faults_and_are_undone(tmp_path):
     assert all(Path(a.path).read_bytes() != (data / Path(a.path).relative_to(tmp_path / "drift")).read_bytes()
                for a in drift)
     assert (machines.ANOMALY_GAIN, machines.FAULT_DRIFT, machines.MODELS["valve"].fault_drift) == before
+
+
+def test_a_drift_for_every_type_reaches_the_tonal_types_and_a_named_type_wins():
+    """``--fault-drift 1.5`` sets every machine type's drift, the tonal types' own ``TONAL_FAULT_DRIFT`` (3.0)
+    included; ``pump=2`` wins over it in either order; afterwards each type has its own drift again."""
+    def effective(machine):
+        own = machines.MODELS[machine].fault_drift
+        return machines.FAULT_DRIFT if own is None else own
+
+    assert (effective("fan"), effective("gearbox"), effective("pump")) == (1.0, 3.0, 3.0)
+    for drifts in (["pump=2", "1.5"], ["1.5", "pump=2"]):
+        with fp.overridden(fp.parse_overrides(drifts=drifts)):
+            assert (effective("fan"), effective("gearbox"), effective("pump")) == (1.5, 1.5, 2.0)
+        assert (effective("fan"), effective("gearbox"), effective("pump")) == (1.0, 3.0, 3.0)

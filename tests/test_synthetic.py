@@ -80,8 +80,8 @@ def test_layout_names_and_format(tiny_dir):
 
 def test_metadata_matches_names(tiny_dir):
     meta = json.loads((tiny_dir / "synthetic.json").read_text())
-    assert (meta["preset"], meta["seed"], meta["version"]) == ("tiny", 0, "2.1.0")
-    assert synthetic.SYNTH_VERSION == "2.1.0"
+    assert (meta["preset"], meta["seed"], meta["version"]) == ("tiny", 0, "2.2.0")
+    assert synthetic.SYNTH_VERSION == "2.2.0"
     with open(tiny_dir / "synthetic_clips.csv", newline="") as fh:
         rows = {r["path"]: r for r in csv.DictReader(fh)}
     assert len(rows) == TINY.n_clips()
@@ -143,22 +143,28 @@ def test_structural_fault_helpers():
     assert np.array_equal(reshape_profile(ctx, amps, 0.0, 8.0), amps)
 
 
-def test_a_faulty_unit_drifts_from_its_section_by_severity():
-    """Every fault moves the unit's fine structure (resonances, harmonic profile, gains, depths) by
-    FAULT_DRIFT * severity times the between-section spread; counts and the base rate stay."""
+@pytest.mark.parametrize("machine, key", [("fan", "modes"), ("gearbox", "modes"), ("pump", "modes")])
+def test_a_faulty_unit_drifts_from_its_section_by_severity(machine, key):
+    """Every fault moves the unit's fine structure (resonances, harmonic profile, gains, depths) by the
+    type's drift x severity times the between-section spread (FAULT_DRIFT; the tonal types' own
+    TONAL_FAULT_DRIFT since generator 2.2.0); counts and the base rate stay."""
     from hybrid_asd.data.synth import machines as mm
 
-    model = MODELS["fan"]
-    product = synthetic.plan_section(0, "fan", 0)["product"]
+    model = MODELS[machine]
+    drift = {"fan": mm.FAULT_DRIFT, "gearbox": mm.TONAL_FAULT_DRIFT, "pump": mm.TONAL_FAULT_DRIFT}[machine]
+    assert drift == (1.0 if machine == "fan" else 3.0)
+    product = synthetic.plan_section(0, machine, 0)["product"]
     for severity in (0.25, 1.0):
         logs = []
         for i in range(400):
             unit = model.faulty_unit(product, np.random.default_rng(i), severity)
-            assert unit["blades"] == product["blades"] and unit["spd_base"] == product["spd_base"]
-            logs += [np.log(f / g[0]) for (f, _, _), g in zip(unit["modes"], product["modes"])]
-        expected = mm.FAULT_DRIFT * severity * mm.VARIANT_RESONANCE_STD
+            assert unit["spd_base"] == product["spd_base"]
+            assert {k: v for k, v in unit.items() if isinstance(v, int)} == {
+                k: v for k, v in product.items() if isinstance(v, int)}  # blades, teeth, vanes ... stay
+            logs += [np.log(f / g[0]) for (f, _, _), g in zip(unit[key], product[key])]
+        expected = drift * severity * mm.VARIANT_RESONANCE_STD
         assert np.std(logs) == pytest.approx(expected, rel=0.15)
-    assert model.faulty_unit(product, np.random.default_rng(0), 0.0)["modes"] == product["modes"]
+    assert model.faulty_unit(product, np.random.default_rng(0), 0.0)[key] == product[key]
 
 
 def test_normal_clips_never_reach_fault_code(monkeypatch):

@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 # Bump when a change alters generated samples for the same seed and preset.
-SYNTH_VERSION = "2.1.0"
+SYNTH_VERSION = "2.2.0"
 SAMPLE_RATE = 16000
 DOMAINS = ("source", "target")
 SPLITS = ("train", "test")
