@@ -263,7 +263,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from hybrid_asd.data.synthetic import generate  # lazy: the generator loads scipy.signal (a second)
 
     summary = generate(args.out, preset=args.preset, machines=args.machines or None, overwrite=args.overwrite,
-                       progress=_progress(args), workers=args.workers, **_given(args, "seed", "channels"))
+                       progress=_progress(args), workers=args.workers, **_given(args, "seed", "channels", "sections"))
     print(summary)
     return 0
 
@@ -445,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed (default 0); same seed, same bytes")
     p.add_argument("--machines", nargs="+", default=None, help="machine types (default: the preset's)")
     p.add_argument("--workers", type=int, default=1, help="processes for generation (default 1)")
+    p.add_argument("--sections", type=int, default=None, metavar="N",
+                   help="sections 00..N-1 per machine type (default: the preset's; e.g. 6 with --preset demo for "
+                        "DCASE 2021's six sections at demo sizes); a section's clips do not depend on N")
     p.add_argument("--channels", type=int, choices=(1, 2), default=None,
                    help="1 (default): one microphone per clip, named in the mic attribute; "
                         "2: stereo clips, near microphone left and far right (as DCASE 2026)")
