@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import resource
 from pathlib import Path
 
 import numpy as np
@@ -196,9 +197,17 @@ def test_equaliser_is_a_gentle_peak():
 # --- determinism ---------------------------------------------------------------------------------
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def test_same_seed_same_bytes_with_two_workers(tiny_dir, tmp_path):
     again = tmp_path / "again"
+    children_cpu = _children_cpu_seconds()
     synthetic.generate(again, preset="tiny", seed=0, progress=False, workers=2)
+    # the workers are this process's own children (spawn, not a forkserver's), so `time` counts their CPU
+    assert _children_cpu_seconds() - children_cpu > 1.0
     first, second = _wavs(tiny_dir), _wavs(again)
     assert [p.relative_to(tiny_dir) for p in first] == [p.relative_to(again) for p in second]
     for a, b in zip(first, second):

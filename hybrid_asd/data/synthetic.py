@@ -494,9 +494,10 @@ def _write_clip(task: ClipTask) -> dict[str, Any]:
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    # never fork: forked children inherit OpenMP/FAISS thread state of the parent and can hang
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # never fork: forked children inherit OpenMP/FAISS thread state of the parent and can hang.
+    # spawn rather than forkserver: spawned workers are children of this process, so the caller's
+    # `/usr/bin/time` counts their CPU (a forkserver's workers belong to its server and are missed).
+    return multiprocessing.get_context("spawn")
 
 
 # --- the data set -----------------------------------------------------------------------------------
@@ -644,7 +645,7 @@ def generate(
         machines: machine types to generate (default: the preset's), from :data:`MACHINE_TYPES`.
         overwrite: allow a non-empty ``out_dir``; earlier clips of these machine types are removed.
         progress: show a tqdm progress bar.
-        workers: processes (``forkserver``/``spawn``, never fork); the files do not depend on it.
+        workers: processes (started with ``spawn``, never fork); the files do not depend on it.
             As with any spawned pool, a script calling this with ``workers > 1`` must do so under
             ``if __name__ == "__main__":``.
         **preset_overrides: ``n_source_train``, ``n_target_train``, ``n_test_per_class``,
