@@ -12,6 +12,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from hybrid_asd.detectors import DETECTORS, Detector, DomainAdaptiveDetector, NotFittedError, build_detector, load_detector
+from hybrid_asd.detectors import knn as knn_module
 from hybrid_asd.detectors.knn import FAISS_MISSING, import_faiss
 from hybrid_asd.errors import ConfigError, DataError, HybridASDError
 
@@ -174,6 +175,64 @@ def test_knn_with_fewer_bank_rows_than_k_uses_all_and_warns():
     with pytest.warns(UserWarning, match="only 3 bank rows"):
         det = build_detector("knn", {"k": 10, "metric": "l2"}).fit(bank)
     np.testing.assert_allclose(det.decision_function(queries), brute_knn(bank, queries, 3, "l2").mean(1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_torch_flat_index_matches_faiss(metric):
+    """The GPU search without faiss-gpu answers as FAISS's flat index does (run here on the CPU)."""
+    rng = np.random.default_rng(5)
+    det = build_detector("knn", {"metric": metric, "use_gpu": False})
+    bank, queries = det._prepare(rng.normal(size=(500, 16))), det._prepare(rng.normal(size=(60, 16)))
+    cpu_index = det._new_index(16)
+    cpu_index.add(bank)
+    want_values, want_ids = cpu_index.search(queries, 5)
+    values, ids = knn_module.TorchFlatIndex(cpu_index, metric, "cpu").search(queries, 5)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(values, want_values, rtol=1e-5, atol=1e-5)
+    assert ids.dtype == np.int64
+
+
+class _CpuTorchFlatIndex(knn_module.TorchFlatIndex):
+    """The torch search as the detector places it on a CUDA device, but on the CPU (no GPU needed)."""
+
+    def __init__(self, cpu_index, metric, device):
+        super().__init__(cpu_index, metric, "cpu")
+
+
+def test_knn_use_gpu_true_without_faiss_gpu_searches_in_torch_and_saves_the_faiss_index(monkeypatch, tmp_path):
+    monkeypatch.setattr(knn_module, "faiss_gpu_available", lambda: False)
+    monkeypatch.setattr(knn_module, "torch_cuda_available", lambda: True)
+    monkeypatch.setattr(knn_module, "TorchFlatIndex", _CpuTorchFlatIndex)
+    rng = np.random.default_rng(6)
+    bank, queries = rng.normal(size=(400, 12)), rng.normal(size=(50, 12))
+    conf = {"k": 3, "density_rescaled": True, "rescale_candidates": 50}
+    on_torch = build_detector("knn", {**conf, "use_gpu": True}).fit(bank)
+    on_faiss = build_detector("knn", {**conf, "use_gpu": False}).fit(bank)
+    assert isinstance(on_torch.index_, _CpuTorchFlatIndex)
+    np.testing.assert_allclose(on_torch.decision_function(queries), on_faiss.decision_function(queries), rtol=1e-5)
+    on_torch.save(tmp_path / "knn")
+    assert import_faiss().read_index(str(tmp_path / "knn" / "index.faiss")).ntotal == 400
+    again = load_detector(tmp_path / "knn")
+    assert isinstance(again.index_, _CpuTorchFlatIndex)
+    np.testing.assert_array_equal(again.decision_function(queries), on_torch.decision_function(queries))
+
+
+def test_knn_use_gpu_true_without_any_cuda_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(knn_module, "faiss_gpu_available", lambda: False)
+    monkeypatch.setattr(knn_module, "torch_cuda_available", lambda: False)
+    with pytest.raises(ConfigError, match="use_gpu=true but neither faiss nor torch sees a CUDA device"):
+        build_detector("knn", {"use_gpu": True}).fit(np.zeros((4, 3)))
+    # 'auto' falls back to the CPU index
+    assert not isinstance(build_detector("knn", {}).fit(np.eye(4)).index_, knn_module.TorchFlatIndex)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_knn_on_cuda_equals_the_cpu_index():
+    rng = np.random.default_rng(7)
+    bank, queries = rng.normal(size=(5000, 64)), rng.normal(size=(500, 64))
+    gpu = build_detector("knn", {"k": 2, "use_gpu": True}).fit(bank).decision_function(queries)
+    cpu = build_detector("knn", {"k": 2, "use_gpu": False}).fit(bank).decision_function(queries)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-5)
 
 
 def test_missing_faiss_message(monkeypatch):

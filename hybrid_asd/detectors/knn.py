@@ -1,5 +1,8 @@
 """k-nearest-neighbour distance to a memory bank of normal rows, on FAISS exact indexes.
 
+On a GPU: FAISS's GPU index where faiss-gpu is installed, else (``use_gpu=True``) an exact search in
+torch on the CUDA device with the same conventions (:class:`TorchFlatIndex`).
+
 Distances: ``metric="cosine"`` L2-normalises rows and searches an inner-product index
 (``IndexFlatIP``); the distance is ``1 - cos`` (0..2). ``metric="l2"`` searches ``IndexFlatL2``
 and reports the Euclidean distance (the square root of what FAISS returns).
@@ -51,6 +54,48 @@ def faiss_gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
+def torch_cuda_available() -> bool:
+    """True when torch sees a CUDA device (the kNN's GPU search without faiss-gpu)."""
+    import torch  # lazy: the registry (and config loading) must not load torch
+    return torch.cuda.is_available()
+
+
+class TorchFlatIndex:
+    """Exact search on a torch device with a FAISS flat index's interface and conventions.
+
+    ``search(Q, k)`` returns what ``IndexFlatIP`` (cosine: inner products, largest first) or ``IndexFlatL2``
+    (squared L2 distances, smallest first) returns, and int64 bank ids. Written by hand because FAISS's own GPU
+    build is often not installable: its PyPI wheels exist for CUDA 12 only, while torch brings its CUDA with it;
+    an exact flat search is one matrix product and a top-k. The CPU index stays beside it (saving, reloading).
+    """
+
+    def __init__(self, cpu_index: Any, metric: str, device: str):
+        import torch  # lazy: the registry (and config loading) must not load torch
+        self.cpu_index = cpu_index
+        self.metric = metric
+        self.ntotal = int(cpu_index.ntotal)
+        self.device = torch.device(device)
+        self.bank = torch.from_numpy(cpu_index.reconstruct_n(0, self.ntotal)).to(self.device)
+        self.bank_sq = (self.bank * self.bank).sum(dim=1)
+
+    def search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch  # lazy: the registry (and config loading) must not load torch
+        q = torch.from_numpy(np.ascontiguousarray(Q, dtype=np.float32)).to(self.device)
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 keeps 10 mantissa bits: not an exact search
+        try:
+            with torch.no_grad():
+                products = q @ self.bank.T
+                if self.metric == "cosine":
+                    values, ids = products.topk(k, dim=1, largest=True, sorted=True)
+                else:
+                    squared = (q * q).sum(dim=1, keepdim=True) + self.bank_sq[None, :] - 2.0 * products
+                    values, ids = squared.topk(k, dim=1, largest=False, sorted=True)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        return values.cpu().numpy(), ids.cpu().numpy().astype(np.int64)
+
+
 def l2_normalise(X: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (all-zero rows stay zero)."""
     norms = np.linalg.norm(X, axis=1, keepdims=True)
@@ -64,8 +109,10 @@ class KNNDetector(Detector):
     Parameters: ``k`` neighbours; ``metric`` "cosine" | "l2"; ``aggregate`` "mean" | "kth";
     ``density_rescaled`` and its ``density_k`` (neighbours defining a bank point's local scale,
     4 as in the paper's code) and ``rescale_candidates`` (None = exact); ``batch_size`` query
-    rows per search call; ``use_gpu`` "auto" (GPU index when faiss-gpu and a CUDA device are
-    present), true or false. With fewer bank rows than ``k`` all of them are used, with a warning.
+    rows per search call; ``use_gpu`` "auto" (FAISS GPU index when faiss-gpu and a CUDA device are
+    present, else the CPU), true (the GPU: FAISS's GPU index, or without faiss-gpu an exact search
+    in torch on the CUDA device, :class:`TorchFlatIndex`; an error without CUDA) or false.
+    With fewer bank rows than ``k`` all of them are used, with a warning.
     A FAISS GPU index answers at most 2048 neighbours per query (``k``, ``rescale_candidates``).
     """
 
@@ -119,16 +166,17 @@ class KNNDetector(Detector):
         return faiss.IndexFlatIP(dim) if self.metric == "cosine" else faiss.IndexFlatL2(dim)
 
     def _place(self, cpu_index: Any) -> Any:
-        """Move the index to the GPU when asked for (or 'auto' and available)."""
+        """Move the index to the GPU when asked for (or 'auto' and faiss-gpu available)."""
         faiss = import_faiss()
-        available = faiss_gpu_available()
-        if self.use_gpu is True and not available:
-            raise ConfigError(
-                f"{self._who()}: use_gpu=true but faiss has no GPU support or sees no CUDA device"
-            )
-        if self.use_gpu is True or (self.use_gpu == "auto" and available):
+        if self.use_gpu is False:
+            return cpu_index
+        if faiss_gpu_available():
             self._gpu_resources = faiss.StandardGpuResources()  # must outlive the index
             return faiss.index_cpu_to_gpu(self._gpu_resources, 0, cpu_index)
+        if self.use_gpu is True:
+            if not torch_cuda_available():
+                raise ConfigError(f"{self._who()}: use_gpu=true but neither faiss nor torch sees a CUDA device")
+            return TorchFlatIndex(cpu_index, self.metric, "cuda")
         return cpu_index
 
     def _to_distance(self, raw: np.ndarray) -> np.ndarray:
@@ -225,6 +273,8 @@ class KNNDetector(Detector):
 
     def _cpu_index(self) -> Any:
         faiss = import_faiss()
+        if isinstance(self.index_, TorchFlatIndex):
+            return self.index_.cpu_index
         if hasattr(faiss, "GpuIndex") and isinstance(self.index_, faiss.GpuIndex):
             return faiss.index_gpu_to_cpu(self.index_)
         return self.index_
