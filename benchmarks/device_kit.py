@@ -74,12 +74,18 @@ def download_command(requirements: list[str], dest: Path, python_version: str = 
     return cmd + requirements
 
 
+# The tests that skip without CUDA; their modules import nothing beyond the image and the kit.
+CUDA_TESTS = ("tests/test_detectors.py", "tests/test_features_cache.py", "tests/test_features_logmel.py")
+
+
 def device_command(wheels: str = ".whl", budget_s: int = 420) -> str:
     """The command for the device tool's ``run`` (``carry: [<wheels>]``): install the wheels beside the image's
-    packages, then the GPU check, its tables and log under ``$OUT`` (the only folder that comes back)."""
+    packages, run the CUDA tests (about half a minute), then the GPU check; the tables and both logs go under
+    ``$OUT`` (the only folder that comes back). The command's exit status is the GPU check's."""
     return (
         f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "
         f"{wheels}/*.whl || exit 3; export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1; set -o pipefail; "
+        f"python3 -m pytest -q -p no:cacheprovider -k cuda {' '.join(CUDA_TESTS)} 2>&1 | tee $OUT/cuda_tests.log; "
         f"python3 benchmarks/gpu_check.py --out $OUT/gpu_check --work /tmp/gpu_work --budget-s {budget_s} "
         f"2>&1 | tee $OUT/gpu_check.log"
     )

@@ -66,6 +66,11 @@ def test_device_command_fits_the_tool_and_returns_its_files():
     assert re.search(r"--work /tmp/\S+", command)
     # a failed install stops before the check, and the check's exit status survives the tee
     assert "|| exit 3" in command and "set -o pipefail" in command
+    # the CUDA tests run first, into their own log; each file exists and holds a test that skips without CUDA
+    assert "-k cuda " + " ".join(kit.CUDA_TESTS) in command and "tee $OUT/cuda_tests.log;" in command
+    for path in kit.CUDA_TESTS:
+        text = (ROOT / path).read_text()
+        assert re.search(r"def test_\w*cuda\w*\(", text) and 'reason="CUDA not available"' in text, path
 
 
 def test_print_command_downloads_nothing(tmp_path, capsys):
