@@ -315,6 +315,10 @@ def check_logmel(quick: bool, cuda: bool, work: Path) -> dict[str, Any]:
     return result
 
 
+# how the markdown names the GPU search that ran (check_faiss's "gpu_backend")
+GPU_SEARCH_NOTES = {"faiss": " (FAISS GPU index)", "torch": " (torch search: no faiss-gpu)"}
+
+
 # --- 3. FAISS ------------------------------------------------------------------------------------------
 def check_faiss(quick: bool, cuda: bool) -> dict[str, Any]:
     import numpy as np
@@ -713,17 +717,12 @@ def markdown(report: dict[str, Any]) -> str:
     else:
         lines.append(f"| {lm.get('status')}: {lm.get('reason')} | | | | | | | |")
     fa = report["faiss"]
-
-    def backend_note(section: dict[str, Any]) -> str:
-        backend = section.get("gpu_backend")
-        return {"faiss": " (FAISS GPU index)", "torch": " (torch search: no faiss-gpu)"}.get(backend, "")
-
     lines += ["", "## FAISS exact kNN (KNNDetector, cosine)", "",
               "| bank | queries | k | CPU queries/s | GPU queries/s | max score diff | equal ids | pass (<= 1e-5) |",
               "|---|---|---|---|---|---|---|---|"]
     if fa.get("status") == OK:
         lines.append(f"| {fa['bank'][0]:,} x {fa['bank'][1]} | {fa['queries']:,} | {fa['k']} | {cell(fa['cpu'], 'queries_per_s')} | "
-                     f"{cell(fa['gpu'], 'queries_per_s')}{backend_note(fa)} | {fmt(fa['max_abs_diff'], 7)} | "
+                     f"{cell(fa['gpu'], 'queries_per_s')}{GPU_SEARCH_NOTES.get(fa.get('gpu_backend'), '')} | {fmt(fa['max_abs_diff'], 7)} | "
                      f"{fmt(fa['ids_equal_fraction'], 4)} | {fmt(fa['pass'])} |")
     else:
         lines.append(f"| {fa.get('status')}: {fa.get('reason')} | | | | | | | |")

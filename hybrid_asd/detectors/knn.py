@@ -76,7 +76,7 @@ class TorchFlatIndex:
         self.ntotal = int(cpu_index.ntotal)
         self.device = torch.device(device)
         self.bank = torch.from_numpy(cpu_index.reconstruct_n(0, self.ntotal)).to(self.device)
-        self.bank_sq = (self.bank * self.bank).sum(dim=1)
+        self.bank_sq = (self.bank * self.bank).sum(dim=1) if metric == "l2" else None  # cosine needs no norms
 
     def search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import torch  # lazy: the registry (and config loading) must not load torch
